@@ -1,0 +1,145 @@
+/*
+ * guc.c: defines the outbox.* settings and validates them when they are set,
+ * so a bad value is refused at SET time rather than at the next emit().
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+#include "compat.h"
+#include "guc.h"
+#include "validate.h"
+
+char	   *outbox_topic_template = NULL;
+char	   *outbox_allowed_topics = NULL;
+int			outbox_max_message_bytes = 1000000;
+char	   *outbox_traceparent = NULL;
+static char *outbox_retention = NULL;
+static char *outbox_processed_retention = NULL;
+
+static bool
+check_topic_template(char **newval, void **extra, GucSource source)
+{
+	const char *err = outbox_template_error(*newval);
+
+	if (err)
+	{
+		GUC_check_errdetail("%s", err);
+		GUC_check_errhint("Use placeholders {aggregate_type} and {event_type} around "
+						  "letters, digits, '.', '_' and '-', e.g. outbox.event.{aggregate_type}.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_allowed_topics(char **newval, void **extra, GucSource source)
+{
+	const char *err = outbox_topic_patterns_error(*newval);
+
+	if (err)
+	{
+		GUC_check_errdetail("%s", err);
+		GUC_check_errhint("Give a comma-separated list of topic patterns where '*' matches "
+						  "any run of characters, e.g. 'outbox.event.*,billing.*'.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_traceparent(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!outbox_traceparent_is_valid(*newval))
+	{
+		GUC_check_errdetail("\"%s\" is not a W3C traceparent.", *newval);
+		GUC_check_errhint("The format is 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, "
+						  "lower case, with non-zero ids.");
+		return false;
+	}
+	return true;
+}
+
+/* Retention settings are intervals; SQL parses them, here we only refuse garbage early. */
+static bool
+check_interval_text(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+
+	if (s == NULL || s[0] == '\0')
+	{
+		GUC_check_errdetail("A retention must be an interval such as '1 day'.");
+		return false;
+	}
+	if (s[0] == '-')
+	{
+		GUC_check_errdetail("A retention cannot be negative.");
+		return false;
+	}
+	return true;
+}
+
+const char *
+outbox_current_traceparent(void)
+{
+	if (outbox_traceparent == NULL || outbox_traceparent[0] == '\0')
+		return NULL;
+	return outbox_traceparent;
+}
+
+void
+OutboxGucInit(void)
+{
+	DefineCustomStringVariable("outbox.topic_template",
+							   "Kafka topic for events emitted without an explicit topic.",
+							   "Placeholders: {aggregate_type}, {event_type}. Resolved at emit time.",
+							   &outbox_topic_template,
+							   "outbox.event.{aggregate_type}",
+							   PGC_SUSET, 0,
+							   check_topic_template, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.allowed_topics",
+							   "Comma-separated topic patterns that emit() may write to ('*' = any run of characters).",
+							   "emit() refuses any other topic, so application roles cannot use the publisher's Kafka rights on arbitrary topics.",
+							   &outbox_allowed_topics,
+							   "outbox.event.*",
+							   PGC_SUSET, 0,
+							   check_allowed_topics, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.max_message_bytes",
+							"Largest Kafka message (key, value and headers) that emit() accepts.",
+							"Keep it at or below the producer's message.max.bytes and the topic's max.message.bytes.",
+							&outbox_max_message_bytes,
+							1000000, 1024, INT_MAX / 2,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.traceparent",
+							   "W3C trace context added as a traceparent header to events emitted after it.",
+							   "Set it with SET LOCAL inside the transaction that emits.",
+							   &outbox_traceparent,
+							   "",
+							   PGC_USERSET, GUC_NOT_IN_SAMPLE,
+							   check_traceparent, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.retention",
+							   "How long published events are kept before purge may remove them.",
+							   NULL,
+							   &outbox_retention,
+							   "1 day",
+							   PGC_SIGHUP, 0,
+							   check_interval_text, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.processed_retention",
+							   "How long processed-message records are kept: the deduplication window.",
+							   "A message replayed after its record was purged is processed again.",
+							   &outbox_processed_retention,
+							   "7 days",
+							   PGC_SIGHUP, 0,
+							   check_interval_text, NULL, NULL);
+
+	MarkGUCPrefixReserved("outbox");
+}

@@ -1,0 +1,17 @@
+/*
+ * guc.h: the outbox.* settings used by emit, capture and maintenance.
+ */
+#ifndef OUTBOX_GUC_H
+#define OUTBOX_GUC_H
+
+extern char *outbox_topic_template;
+extern char *outbox_allowed_topics;
+extern int	outbox_max_message_bytes;
+extern char *outbox_traceparent;
+
+extern void OutboxGucInit(void);
+
+/* The parsed outbox.traceparent, or NULL when none is set. */
+extern const char *outbox_current_traceparent(void);
+
+#endif							/* OUTBOX_GUC_H */

@@ -1,0 +1,12 @@
+-- Privileges: nothing for PUBLIC but the schema's name. Application roles get
+-- EXECUTE on what they call (doc/privileges.md); nobody but the owner may
+-- write the storage or the processed records directly.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox FROM PUBLIC;
+GRANT USAGE ON SCHEMA outbox TO PUBLIC;
+
+-- Harmless helpers that views and functions evaluate as the caller.
+GRANT EXECUTE ON FUNCTION outbox._published(xid8, bigint, pg_snapshot, pg_snapshot, bigint, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox.current_root() TO PUBLIC;
