@@ -32,7 +32,7 @@ DATA_built = $(SQL_INSTALL)
 DATA = $(SQL_UPGRADES)
 
 REGRESS = setup emit context capture idempotency trace status purge privileges dump_restore
-ISOLATION = try_process_concurrent
+ISOLATION = try_process_concurrent purge_concurrent
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration

@@ -89,8 +89,9 @@ BEGIN
         SELECT slot INTO cur FROM outbox._slots WHERE is_current;
         nxt := (cur + 1) % 3;
         IF (SELECT switched_in_at <= now() - ev_keep / 2 FROM outbox._slots WHERE slot = cur)
+           AND EXISTS (SELECT 1 FROM outbox.events WHERE slot = cur)
            AND NOT EXISTS (SELECT 1 FROM outbox.events WHERE slot = nxt) THEN
-            UPDATE outbox._slots SET is_current = false, switched_out_at = clock_timestamp()
+            UPDATE outbox._slots SET is_current = false, switched_out_at = now()
              WHERE slot = cur;
             UPDATE outbox._slots SET is_current = true, switched_in_at = now(), switched_out_at = NULL
              WHERE slot = nxt;

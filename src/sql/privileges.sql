@@ -10,3 +10,5 @@ GRANT USAGE ON SCHEMA outbox TO PUBLIC;
 -- Harmless helpers that views and functions evaluate as the caller.
 GRANT EXECUTE ON FUNCTION outbox._published(xid8, bigint, pg_snapshot, pg_snapshot, bigint, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION outbox.current_root() TO PUBLIC;
+-- Views evaluate functions with the caller's EXECUTE right; this one only reports progress.
+GRANT EXECUTE ON FUNCTION outbox._local_cursor() TO PUBLIC;

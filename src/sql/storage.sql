@@ -106,7 +106,7 @@ COMMENT ON TABLE outbox.dead_letters IS
 CREATE FUNCTION outbox._local_cursor()
 RETURNS TABLE (prev_snap pg_snapshot, cur_snap pg_snapshot, page_seq bigint,
                fence_seq bigint, published_total bigint, foreign_rows bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER ROWS 1 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH me AS (
         SELECT s.system_identifier AS sysid, d.oid AS datoid

@@ -30,15 +30,19 @@ AS $$
         WHERE p.root_id = $1
           AND NOT EXISTS (SELECT 1 FROM local_events l WHERE l.event_id = p.event_id)
         GROUP BY p.event_id),
+    -- Siblings in time order; seq breaks ties between events of one transaction.
+    keyed AS (
+        SELECT n.*, to_char(n.created_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+                    || lpad(coalesce(n.seq, 0)::text, 20, '0') AS sort_key
+        FROM nodes n),
     tree AS (
-        SELECT n.*, 0 AS depth, ARRAY[n.event_id] AS path,
-               ARRAY[coalesce(n.seq, 0)] AS sort_path
-        FROM nodes n
+        SELECT n.*, 0 AS depth, ARRAY[n.event_id] AS path, ARRAY[n.sort_key] AS sort_path
+        FROM keyed n
         WHERE n.causation_id IS NULL
-           OR NOT EXISTS (SELECT 1 FROM nodes p WHERE p.event_id = n.causation_id)
+           OR NOT EXISTS (SELECT 1 FROM keyed p WHERE p.event_id = n.causation_id)
         UNION ALL
-        SELECT n.*, t.depth + 1, t.path || n.event_id, t.sort_path || coalesce(n.seq, 0)
-        FROM nodes n JOIN tree t ON n.causation_id = t.event_id
+        SELECT n.*, t.depth + 1, t.path || n.event_id, t.sort_path || n.sort_key
+        FROM keyed n JOIN tree t ON n.causation_id = t.event_id
         WHERE n.event_id <> ALL (t.path))
     SELECT t.event_id, t.causation_id, t.depth, t.event_type, t.aggregate_type, t.aggregate_id,
            t.status, t.created_at,
@@ -46,7 +50,7 @@ AS $$
                      FROM outbox.processed_messages p
                      WHERE p.root_id = $1 AND p.event_id = t.event_id), '{}')
     FROM tree t
-    ORDER BY t.sort_path, t.created_at, t.event_id
+    ORDER BY t.sort_path
 $$;
 COMMENT ON FUNCTION outbox.trace(uuid) IS
   'Event tree of one process root, parents before children, with who processed each event.';

@@ -1,0 +1,60 @@
+-- outbox.status, outbox.event_status(), dead letters and retry_dead().
+-- No publisher runs in these tests: "publishing" is simulated by moving the
+-- cursor the way the publisher will (superuser only, internal table).
+\pset null '(null)'
+
+CREATE FUNCTION pg_temp.publish_all() RETURNS void LANGUAGE sql AS $$
+    UPDATE outbox._cursor SET prev_snap = pg_current_snapshot(), cur_snap = NULL, page_seq = NULL,
+           published_total = published_total +
+               (SELECT count(*) FROM outbox.events e, outbox._local_cursor() c
+                 WHERE NOT outbox._published(e.xid, e.seq, c.prev_snap, c.cur_snap, c.page_seq, c.fence_seq))
+$$;
+SELECT pg_temp.publish_all();
+
+SELECT pending, oldest_pending_age IS NULL AS no_age, dead, worker_pid, worker_state,
+       last_error, cursor_ok
+FROM outbox.status;
+
+SELECT outbox.emit('Order', 'st-1', 'OrderPlaced', '{}') AS e1 \gset
+SELECT outbox.emit('Order', 'st-2', 'OrderPlaced', '{}') AS e2 \gset
+SELECT pending, oldest_pending_age >= '0' AS has_age FROM outbox.status;
+SELECT outbox.event_status(:'e1') AS e1, outbox.event_status(:'e2') AS e2,
+       outbox.event_status('01890000-0000-7000-8000-00000000beef') AS never_emitted,
+       outbox.event_status(NULL) AS null_id;
+
+-- A rolled-back event is unknown.
+BEGIN;
+SELECT outbox.emit('Order', 'st-3', 'OrderPlaced', '{}') AS e3 \gset
+ROLLBACK;
+SELECT outbox.event_status(:'e3') AS rolled_back;
+
+-- Publishing moves events from pending to published.
+SELECT pg_temp.publish_all();
+SELECT pending, published >= 2 AS counted FROM outbox.status;
+SELECT outbox.event_status(:'e1') AS e1;
+
+-- Within a snapshot pair, only events up to the page position are published.
+SELECT outbox.emit('Order', 'st-4', 'OrderPlaced', '{}') AS e4 \gset
+SELECT outbox.emit('Order', 'st-5', 'OrderPlaced', '{}') AS e5 \gset
+UPDATE outbox._cursor SET cur_snap = pg_current_snapshot(),
+       page_seq = (SELECT seq FROM outbox.events WHERE event_id = :'e4');
+SELECT outbox.event_status(:'e4') AS e4_in_page, outbox.event_status(:'e5') AS e5_after_page;
+SELECT pending FROM outbox.status;
+SELECT pg_temp.publish_all();
+
+-- Dead letters (written by the publisher) and retry_dead().
+INSERT INTO outbox.dead_letters (event_id, seq, root_id, aggregate_type, aggregate_id, event_type,
+                                 topic, payload, created_at, error, attempts)
+SELECT event_id, seq, root_id, aggregate_type, aggregate_id, event_type, topic, payload, created_at,
+       'Broker: Topic authorization failed', 5
+FROM outbox.events WHERE event_id IN (:'e4', :'e5');
+SELECT dead FROM outbox.status;
+SELECT outbox.event_status(:'e4') AS e4;
+SELECT outbox.retry_dead(:'e4') AS requeued_one;
+SELECT outbox.event_status(:'e4') AS e4_after_retry, outbox.event_status(:'e5') AS e5_still_dead;
+SELECT count(*) AS copies, max(seq) > (SELECT max(seq) FROM outbox.events WHERE event_id = :'e5') AS after_newer
+FROM outbox.events WHERE event_id = :'e4';
+SELECT outbox.retry_dead() AS requeued_rest, outbox.retry_dead() AS nothing_left;
+SELECT dead, pending FROM outbox.status;
+SELECT pg_temp.publish_all();
+SELECT outbox.event_status(:'e5') AS e5;
