@@ -45,3 +45,10 @@ include $(PGXS)
 
 $(SQL_INSTALL): $(SQL_PARTS) outbox_ext.control
 	cat $(SQL_PARTS) > $@
+
+# The README's two commands.
+.PHONY: test demo
+test:
+	scripts/test
+demo:
+	scripts/demo

@@ -121,3 +121,22 @@ SELECT aggregate_id, event_type, payload FROM ev WHERE seq > :mark ORDER BY seq;
 DROP TABLE orders, line_items, customers, payments, no_pk, renamed, before_trig, row_level;
 DROP VIEW a_view;
 SELECT count(*) AS captured_after_drop FROM outbox.captured_tables;
+
+-- Keys print as in the payload's JSON, whatever the session's DateStyle.
+CREATE TABLE readings (taken_at timestamptz PRIMARY KEY, v int);
+SELECT outbox.capture('readings', 'Reading');
+SET DateStyle = 'SQL, DMY';
+SET TimeZone = 'UTC';
+SELECT coalesce(max(seq), 0) AS mark FROM outbox.events \gset
+INSERT INTO readings VALUES ('2024-02-01 03:04:05+00', 1);
+SELECT aggregate_id FROM ev WHERE seq > :mark;
+RESET DateStyle;
+RESET TimeZone;
+
+-- A statement that changes nothing resolves no topic: a later change of
+-- outbox.allowed_topics does not break no-op writes.
+SET outbox.allowed_topics = 'billing.*';
+UPDATE readings SET v = 2 WHERE v = -1;
+SELECT expect_error($$UPDATE readings SET v = 2$$);
+RESET outbox.allowed_topics;
+DROP TABLE readings;

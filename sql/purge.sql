@@ -69,3 +69,7 @@ SELECT expect_error($$SELECT outbox.purge('-1 day')$$);
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT expect_error($$SELECT outbox.purge()$$);
 ROLLBACK;
+
+-- Retention settings are durations with units, as PostgreSQL's own.
+SELECT name, setting, unit, current_setting(name)::interval AS as_interval
+FROM pg_settings WHERE name IN ('outbox.retention', 'outbox.processed_retention') ORDER BY name;

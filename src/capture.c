@@ -43,7 +43,6 @@ typedef struct CaptureState
 	const char *topic;
 	int			nkeys;
 	AttrNumber *key_attnums;
-	FmgrInfo   *key_out;		/* output functions, single-column keys */
 	FmgrInfo	to_jsonb;		/* to_jsonb(<table row type>) */
 	OutboxWriter *writer;		/* opened lazily, lives in statement_cxt */
 	MemoryContext statement_cxt;
@@ -57,7 +56,6 @@ resolve_key_columns(CaptureState *cs, Trigger *trig)
 
 	cs->nkeys = trig->tgnargs - 1;
 	cs->key_attnums = palloc(sizeof(AttrNumber) * cs->nkeys);
-	cs->key_out = palloc0(sizeof(FmgrInfo) * cs->nkeys);
 	for (i = 0; i < cs->nkeys; i++)
 	{
 		const char *col = trig->tgargs[i + 1];
@@ -70,12 +68,7 @@ resolve_key_columns(CaptureState *cs, Trigger *trig)
 
 			if (!att->attisdropped && strcmp(NameStr(att->attname), col) == 0)
 			{
-				Oid			outfn;
-				bool		varlena;
-
 				attnum = att->attnum;
-				getTypeOutputInfo(att->atttypid, &outfn, &varlena);
-				fmgr_info(outfn, &cs->key_out[i]);
 				break;
 			}
 		}
@@ -113,47 +106,40 @@ row_to_jsonb(CaptureState *cs, HeapTuple tuple)
 	return DatumGetJsonbP(FunctionCall1(&cs->to_jsonb, row));
 }
 
-/* aggregate_id: the key's text, or a JSON array of the values of a composite key. */
+/*
+ * aggregate_id: the key as it appears in the payload's JSON, so it does not
+ * depend on the session's DateStyle or TimeZone: a string key as its text,
+ * another scalar as its JSON text, a composite key as a JSON array.
+ */
 static char *
-aggregate_id_of(CaptureState *cs, HeapTuple tuple, Jsonb *rowjson)
+aggregate_id_of(CaptureState *cs, Jsonb *rowjson)
 {
 	StringInfoData buf;
 	int			i;
 
-	for (i = 0; i < cs->nkeys; i++)
-	{
-		bool		isnull;
-
-		(void) heap_getattr(tuple, cs->key_attnums[i], cs->desc, &isnull);
-		if (isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NOT_NULL_VIOLATION),
-					 errmsg("captured row of table \"%s\" has a NULL id column \"%s\"",
-							RelationGetRelationName(cs->rel),
-							NameStr(TupleDescAttr(cs->desc, cs->key_attnums[i] - 1)->attname)),
-					 errhint("Capture with an id column that is never NULL, such as the primary key.")));
-	}
-
-	if (cs->nkeys == 1)
-	{
-		bool		isnull;
-		Datum		v = heap_getattr(tuple, cs->key_attnums[0], cs->desc, &isnull);
-
-		return OutputFunctionCall(&cs->key_out[0], v);
-	}
-
 	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
+	if (cs->nkeys > 1)
+		appendStringInfoChar(&buf, '[');
 	for (i = 0; i < cs->nkeys; i++)
 	{
 		const char *name = NameStr(TupleDescAttr(cs->desc, cs->key_attnums[i] - 1)->attname);
 		JsonbValue *v = getKeyJsonValueFromContainer(&rowjson->root, name, strlen(name), NULL);
 
+		if (v == NULL || v->type == jbvNull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("captured row of table \"%s\" has a NULL id column \"%s\"",
+							RelationGetRelationName(cs->rel), name),
+					 errhint("Capture with an id column that is never NULL, such as the primary key.")));
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		(void) JsonbToCString(&buf, &JsonbValueToJsonb(v)->root, 0);
+		if (cs->nkeys == 1 && v->type == jbvString)
+			appendBinaryStringInfo(&buf, v->val.string.val, v->val.string.len);
+		else
+			(void) JsonbToCString(&buf, &JsonbValueToJsonb(v)->root, 0);
 	}
-	appendStringInfoChar(&buf, ']');
+	if (cs->nkeys > 1)
+		appendStringInfoChar(&buf, ']');
 	return buf.data;
 }
 
@@ -190,7 +176,6 @@ emit_one(CaptureState *cs, const char *aggregate_id, Jsonb *payload)
 	ev.aggregate_type = cs->aggregate_type;
 	ev.aggregate_id = aggregate_id;
 	ev.event_type = cs->event_type;
-	ev.topic = cs->topic;
 	ev.payload = payload;
 	outbox_event_init(&ev);
 	outbox_check_message_size(aggregate_id, strlen(aggregate_id), payload, NULL,
@@ -198,11 +183,14 @@ emit_one(CaptureState *cs, const char *aggregate_id, Jsonb *payload)
 							  ev.traceparent);
 	if (cs->writer == NULL)
 	{
+		/* First row: statements that change nothing resolve no topic and open nothing. */
 		MemoryContext saved = MemoryContextSwitchTo(cs->statement_cxt);
 
+		cs->topic = outbox_resolve_topic(NULL, cs->aggregate_type, cs->event_type);
 		cs->writer = outbox_writer_open();
 		MemoryContextSwitchTo(saved);
 	}
+	ev.topic = cs->topic;
 	outbox_writer_insert(cs->writer, &ev);
 }
 
@@ -215,10 +203,7 @@ capture_row(CaptureState *cs, HeapTuple oldtup, HeapTuple newtup)
 	Jsonb	   *newj = newtup ? row_to_jsonb(cs, newtup) : NULL;
 	char	   *aggregate_id;
 
-	if (newtup)
-		aggregate_id = aggregate_id_of(cs, newtup, newj);
-	else
-		aggregate_id = aggregate_id_of(cs, oldtup, oldj);
+	aggregate_id = aggregate_id_of(cs, newj ? newj : oldj);
 
 	emit_one(cs, aggregate_id, (oldj && newj) ? old_new_payload(oldj, newj) : (newj ? newj : oldj));
 	MemoryContextSwitchTo(saved);
@@ -346,7 +331,6 @@ outbox_capture_trigger(PG_FUNCTION_ARGS)
 	else
 		suffix = "Truncated";
 	cs.event_type = psprintf("%s%s", cs.aggregate_type, suffix);
-	cs.topic = outbox_resolve_topic(NULL, cs.aggregate_type, cs.event_type);
 	cs.statement_cxt = CurrentMemoryContext;
 	cs.row_cxt = AllocSetContextCreate(CurrentMemoryContext, "outbox capture row",
 									   ALLOCSET_DEFAULT_SIZES);

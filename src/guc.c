@@ -15,8 +15,8 @@ char	   *outbox_topic_template = NULL;
 char	   *outbox_allowed_topics = NULL;
 int			outbox_max_message_bytes = 1000000;
 char	   *outbox_traceparent = NULL;
-static char *outbox_retention = NULL;
-static char *outbox_processed_retention = NULL;
+int			outbox_retention_s = 86400;
+int			outbox_processed_retention_s = 7 * 86400;
 
 static bool
 check_topic_template(char **newval, void **extra, GucSource source)
@@ -58,25 +58,6 @@ check_traceparent(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("\"%s\" is not a W3C traceparent.", *newval);
 		GUC_check_errhint("The format is 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, "
 						  "lower case, with non-zero ids.");
-		return false;
-	}
-	return true;
-}
-
-/* Retention settings are intervals; SQL parses them, here we only refuse garbage early. */
-static bool
-check_interval_text(char **newval, void **extra, GucSource source)
-{
-	const char *s = *newval;
-
-	if (s == NULL || s[0] == '\0')
-	{
-		GUC_check_errdetail("A retention must be an interval such as '1 day'.");
-		return false;
-	}
-	if (s[0] == '-')
-	{
-		GUC_check_errdetail("A retention cannot be negative.");
 		return false;
 	}
 	return true;
@@ -125,21 +106,22 @@ OutboxGucInit(void)
 							   PGC_USERSET, GUC_NOT_IN_SAMPLE,
 							   check_traceparent, NULL, NULL);
 
-	DefineCustomStringVariable("outbox.retention",
-							   "How long published events are kept before purge may remove them.",
-							   NULL,
-							   &outbox_retention,
-							   "1 day",
-							   PGC_SIGHUP, 0,
-							   check_interval_text, NULL, NULL);
+	/* Durations in seconds with units ('1d', '12h'), as PostgreSQL's own settings. */
+	DefineCustomIntVariable("outbox.retention",
+							"How long published events are kept before purge may remove them.",
+							"Rotation happens every half of it; purge(older_than) overrides it.",
+							&outbox_retention_s,
+							86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("outbox.processed_retention",
-							   "How long processed-message records are kept: the deduplication window.",
-							   "A message replayed after its record was purged is processed again.",
-							   &outbox_processed_retention,
-							   "7 days",
-							   PGC_SIGHUP, 0,
-							   check_interval_text, NULL, NULL);
+	DefineCustomIntVariable("outbox.processed_retention",
+							"How long processed-message records are kept: the deduplication window.",
+							"A message replayed after its record was purged is processed again.",
+							&outbox_processed_retention_s,
+							7 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("outbox");
 }

@@ -8,6 +8,8 @@ extern char *outbox_topic_template;
 extern char *outbox_allowed_topics;
 extern int	outbox_max_message_bytes;
 extern char *outbox_traceparent;
+extern int	outbox_retention_s;
+extern int	outbox_processed_retention_s;
 
 extern void OutboxGucInit(void);
 

@@ -287,8 +287,9 @@ outbox_check_headers(Jsonb *headers)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("header \"%.*s\" is reserved",
 								v.val.string.len, v.val.string.val),
-						 errdetail("The publisher writes the headers id, ce_*, content-type, root_id, "
-								   "causation_id, aggregate_type, aggregate_id and traceparent itself."),
+						 errdetail("The publisher writes the headers id, ce_specversion, ce_id, ce_type, "
+								   "ce_source, ce_time, content-type, root_id, causation_id, "
+								   "aggregate_type, aggregate_id and traceparent itself (any case)."),
 						 errhint("Rename the header.")));
 		}
 		else if (tok == WJB_VALUE && v.type != jbvString)

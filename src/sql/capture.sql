@@ -42,7 +42,7 @@ BEGIN
     END IF;
     IF rel.is_child THEN
         RAISE EXCEPTION 'table % is a partition or inheritance child', tbl USING ERRCODE = '0A000',
-            HINT = 'Capture the parent table instead: statement triggers with transition tables are not allowed on children.';
+            HINT = 'Capture the parent table: statements that target the parent do not fire a child''s statement triggers, so changes would be missed.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_trigger t
                WHERE t.tgrelid = tbl AND t.tgfoid = 'outbox._capture_trigger()'::regprocedure) THEN

@@ -56,8 +56,8 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ev_keep   interval := coalesce(older_than, current_setting('outbox.retention')::interval);
-    pr_keep   interval := coalesce(older_than, current_setting('outbox.processed_retention')::interval);
+    ev_keep   interval;
+    pr_keep   interval;
     cur       smallint;
     nxt       smallint;
     removed   bigint := 0;
@@ -65,6 +65,10 @@ DECLARE
     s         smallint;
     pass      integer;
 BEGIN
+    -- Calling into the library loads it, and with it the outbox.* settings.
+    PERFORM outbox.current_root();
+    ev_keep := coalesce(older_than, current_setting('outbox.retention')::interval);
+    pr_keep := coalesce(older_than, current_setting('outbox.processed_retention')::interval);
     IF ev_keep < interval '0' OR pr_keep < interval '0' THEN
         RAISE EXCEPTION 'retention must not be negative' USING ERRCODE = '22023';
     END IF;

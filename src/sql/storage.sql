@@ -74,8 +74,11 @@ CREATE TABLE outbox._cursor (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (system_identifier, datoid)
 );
+-- Starts at "nothing published yet": if this row ever meets restored events
+-- (pg_restore --clean into the same database, where the old row cannot be
+-- loaded beside it), they are published again rather than taken as sent.
 INSERT INTO outbox._cursor (system_identifier, datoid, prev_snap)
-SELECT s.system_identifier, d.oid, pg_current_snapshot()
+SELECT s.system_identifier, d.oid, '3:3:'::pg_snapshot
 FROM pg_control_system() s, pg_database d
 WHERE d.datname = current_database();
 COMMENT ON TABLE outbox._cursor IS 'Publisher progress (internal); see outbox.reset_cursor().';
