@@ -107,9 +107,10 @@ row_to_jsonb(CaptureState *cs, HeapTuple tuple)
 }
 
 /*
- * aggregate_id: the key as it appears in the payload's JSON, so it does not
- * depend on the session's DateStyle or TimeZone: a string key as its text,
- * another scalar as its JSON text, a composite key as a JSON array.
+ * aggregate_id: the key as it appears in the payload's JSON (ISO 8601 for
+ * dates, whatever the session's DateStyle; a timestamptz still carries the
+ * session's UTC offset): a string key as its text, another scalar as its
+ * JSON text, a composite key as a JSON array.
  */
 static char *
 aggregate_id_of(CaptureState *cs, Jsonb *rowjson)
