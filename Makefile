@@ -12,7 +12,15 @@ OBJS = \
 	src/storage.o \
 	src/emit.o \
 	src/capture.o \
-	src/idempotency.o
+	src/idempotency.o \
+	src/shmem.o \
+	src/kafka_config.o \
+	src/producer.o \
+	src/batch.o \
+	src/wake.o \
+	src/launcher.o \
+	src/publisher.o \
+	src/worker_info.o
 
 # The install script is assembled from one file per concern, in this order.
 SQL_PARTS = \
@@ -21,6 +29,7 @@ SQL_PARTS = \
 	src/sql/emit.sql \
 	src/sql/capture.sql \
 	src/sql/idempotency.sql \
+	src/sql/publisher.sql \
 	src/sql/status.sql \
 	src/sql/trace.sql \
 	src/sql/maintenance.sql \
@@ -34,7 +43,8 @@ DATA = $(SQL_UPGRADES)
 REGRESS = setup emit context capture idempotency trace status purge privileges dump_restore
 ISOLATION = try_process_concurrent purge_concurrent
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DOUTBOX_EXTVERSION=\"$(EXTVERSION)\"
+SHLIB_LINK = -lrdkafka
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
 EXTRA_CLEAN = $(SQL_INSTALL) results output_iso regression.diffs regression.out

@@ -11,8 +11,10 @@ CREATE FUNCTION pg_temp.publish_all() RETURNS void LANGUAGE sql AS $$
 $$;
 SELECT pg_temp.publish_all();
 
-SELECT pending, oldest_pending_age IS NULL AS no_age, dead, worker_pid, worker_state,
-       last_error, cursor_ok
+-- No publisher serves this database (outbox.database does not name it, or
+-- the library is not preloaded).
+SELECT pending, oldest_pending_age IS NULL AS no_age, dead, worker_pid,
+       worker_state IN ('not_running', 'not_preloaded') AS no_publisher, last_error, cursor_ok
 FROM outbox.status;
 
 SELECT outbox.emit('Order', 'st-1', 'OrderPlaced', '{}') AS e1 \gset

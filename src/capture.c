@@ -31,6 +31,7 @@
 #include "emit.h"
 #include "storage.h"
 #include "validate.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(outbox_capture_trigger);
 

@@ -7,7 +7,6 @@
 
 #include "postgres.h"
 #include "executor/executor.h"
-#include "utils/acl.h"
 #include "utils/guc.h"
 
 #if PG_VERSION_NUM < 130000
@@ -25,16 +24,6 @@ outbox_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *est
 #else
 	estate->es_result_relation_info = rri;
 	ExecInsertIndexTuples(slot, estate, false, NULL, NIL);
-#endif
-}
-
-static inline bool
-outbox_owns_relation(Oid relid, Oid roleid)
-{
-#if PG_VERSION_NUM >= 160000
-	return object_ownercheck(RelationRelationId, relid, roleid);
-#else
-	return pg_class_ownercheck(relid, roleid);
 #endif
 }
 

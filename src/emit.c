@@ -16,11 +16,9 @@
 #include "storage.h"
 #include "uuid7.h"
 #include "validate.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(outbox_emit);
-
-/* Set by the first emit of a transaction; read at commit to wake the publisher. */
-static bool emitted_in_xact = false;
 
 void
 outbox_event_init(OutboxEvent *ev)
@@ -33,38 +31,6 @@ outbox_event_init(OutboxEvent *ev)
 		ev->has_causation = false;
 	}
 	ev->traceparent = outbox_current_traceparent();
-}
-
-void
-outbox_note_emit(void)
-{
-	emitted_in_xact = true;
-}
-
-static void
-emit_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			/* The publisher's wake-up on commit hooks in here. */
-			emitted_in_xact = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			emitted_in_xact = false;
-			break;
-		default:
-			break;
-	}
-}
-
-void
-OutboxEmitInit(void)
-{
-	RegisterXactCallback(emit_xact_callback, NULL);
 }
 
 static char *

@@ -13,9 +13,4 @@
  */
 extern void outbox_event_init(OutboxEvent *ev);
 
-/* Tell the publisher (once per transaction) that this transaction emitted. */
-extern void outbox_note_emit(void);
-
-extern void OutboxEmitInit(void);
-
 #endif							/* OUTBOX_EMIT_H */

@@ -9,12 +9,20 @@
 
 #include "compat.h"
 #include "guc.h"
+#include "kafka_config.h"
 #include "validate.h"
 
 char	   *outbox_topic_template = NULL;
 char	   *outbox_allowed_topics = NULL;
 int			outbox_max_message_bytes = 1000000;
 char	   *outbox_traceparent = NULL;
+char	   *outbox_databases = NULL;
+char	   *outbox_brokers = NULL;
+char	   *outbox_kafka_config = NULL;
+char	   *outbox_kafka_config_file = NULL;
+int			outbox_batch_size = 10000;
+int			outbox_poll_interval_ms = 1000;
+int			outbox_max_attempts = 10;
 int			outbox_retention_s = 86400;
 int			outbox_processed_retention_s = 7 * 86400;
 
@@ -58,6 +66,22 @@ check_traceparent(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("\"%s\" is not a W3C traceparent.", *newval);
 		GUC_check_errhint("The format is 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, "
 						  "lower case, with non-zero ids.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_kafka_config(char **newval, void **extra, GucSource source)
+{
+	const char *err = outbox_kafka_config_syntax_error(*newval);
+
+	if (err)
+	{
+		/* Name the problem, never the value: it may hold a secret. */
+		GUC_check_errdetail("%s", err);
+		GUC_check_errhint("Use librdkafka properties as key=value pairs separated by ';'. "
+						  "Put secrets in outbox.kafka_config_file.");
 		return false;
 	}
 	return true;
@@ -121,6 +145,62 @@ OutboxGucInit(void)
 							&outbox_processed_retention_s,
 							7 * 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.database",
+							   "Comma-separated databases whose outbox the background workers publish.",
+							   "Requires shared_preload_libraries = 'outbox_ext'. A database without the extension gets an idle worker.",
+							   &outbox_databases,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.brokers",
+							   "Kafka bootstrap servers (host:port,...); empty pauses publishing.",
+							   "Events keep accumulating safely while it is empty.",
+							   &outbox_brokers,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.kafka_config",
+							   "Extra librdkafka producer properties, key=value;key=value.",
+							   "Properties that would break the delivery guarantees are refused.",
+							   &outbox_kafka_config,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_kafka_config, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.kafka_config_file",
+							   "File of librdkafka properties (key=value lines) for secrets such as SASL passwords.",
+							   "Refused if group- or world-readable.",
+							   &outbox_kafka_config_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.batch_size",
+							"Most messages the publisher has in flight (one page of the outbox).",
+							NULL,
+							&outbox_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.poll_interval",
+							"How often the publisher looks for events when no commit woke it.",
+							"Commits of transactions that emitted wake it at once; this is the fallback (e.g. for two-phase commit).",
+							&outbox_poll_interval_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.max_attempts",
+							"Attempts for an event Kafka rejects permanently before it becomes a dead letter.",
+							NULL,
+							&outbox_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("outbox");

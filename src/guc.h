@@ -11,6 +11,15 @@ extern char *outbox_traceparent;
 extern int	outbox_retention_s;
 extern int	outbox_processed_retention_s;
 
+/* Publisher settings (read by the workers; reloaded on SIGHUP). */
+extern char *outbox_databases;
+extern char *outbox_brokers;
+extern char *outbox_kafka_config;
+extern char *outbox_kafka_config_file;
+extern int	outbox_batch_size;
+extern int	outbox_poll_interval_ms;
+extern int	outbox_max_attempts;
+
 extern void OutboxGucInit(void);
 
 /* The parsed outbox.traceparent, or NULL when none is set. */

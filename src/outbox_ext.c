@@ -7,9 +7,11 @@
 #include "fmgr.h"
 
 #include "context.h"
-#include "emit.h"
 #include "guc.h"
+#include "launcher.h"
+#include "shmem.h"
 #include "storage.h"
+#include "wake.h"
 
 PG_MODULE_MAGIC;
 
@@ -21,5 +23,7 @@ _PG_init(void)
 	OutboxGucInit();
 	OutboxContextInit();
 	OutboxStorageInit();
-	OutboxEmitInit();
+	OutboxWakeInit();
+	OutboxShmemInit();
+	OutboxLauncherInit();
 }

@@ -12,3 +12,4 @@ GRANT EXECUTE ON FUNCTION outbox._published(xid8, bigint, pg_snapshot, pg_snapsh
 GRANT EXECUTE ON FUNCTION outbox.current_root() TO PUBLIC;
 -- Views evaluate functions with the caller's EXECUTE right; this one only reports progress.
 GRANT EXECUTE ON FUNCTION outbox._local_cursor() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox._worker_info() TO PUBLIC;

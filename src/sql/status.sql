@@ -1,5 +1,4 @@
--- Status: what is pending, published and dead. Until a publisher runs,
--- every committed event is pending.
+-- Status: what is pending, published and dead, and the publisher worker.
 
 CREATE VIEW outbox.status AS
 SELECT
@@ -13,15 +12,16 @@ SELECT
     ) AS oldest_pending_age,
     c.published_total AS published,
     (SELECT count(*) FROM outbox.dead_letters)::bigint AS dead,
-    NULL::integer AS worker_pid,
-    'not_running'::text AS worker_state,
+    w.pid AS worker_pid,
+    w.state AS worker_state,
     CASE WHEN c.foreign_rows > 0
          THEN 'outbox data was restored from another cluster or database: run outbox.reset_cursor()'
+         ELSE w.last_error
     END AS last_error,
-    NULL::timestamptz AS last_error_at,
+    w.last_error_at,
     (SELECT s.slot FROM outbox._slots s WHERE s.is_current) AS current_slot,
     c.foreign_rows = 0 AS cursor_ok
-FROM outbox._local_cursor() c;
+FROM outbox._local_cursor() c, outbox._worker_info() w;
 COMMENT ON VIEW outbox.status IS 'One row: the outbox of this database at a glance.';
 
 CREATE FUNCTION outbox.event_status(event_id uuid)

@@ -1,0 +1,322 @@
+/*
+ * batch.c: the publisher's SQL. A page is the next rows, in seq order, of
+ * the transactions that committed between two snapshots of the cursor
+ * (prev, cur): those whose xid is not visible in prev (xid >= prev.xmax or
+ * in prev.xip) but visible in cur, never "id > last id", which would skip
+ * transactions that commit out of order. Each page is read in a short
+ * REPEATABLE READ transaction whose snapshot is cur itself when cur is new;
+ * no snapshot is held while Kafka acknowledges.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "guc.h"
+
+#define FIXED_HEADERS 12
+
+static const char *page_sql =
+"SELECT e.seq, e.event_id::text, e.root_id::text, e.causation_id::text,"
+"       e.aggregate_type, e.aggregate_id, e.event_type, e.topic,"
+"       coalesce(e.key, e.aggregate_id), e.payload::text,"
+"       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+"       e.traceparent, h.names, h.vals"
+"  FROM outbox.events e"
+"  LEFT JOIN LATERAL (SELECT array_agg(j.key ORDER BY j.key) AS names,"
+"                            array_agg(j.value ORDER BY j.key) AS vals"
+"                       FROM jsonb_each_text(e.headers) j) h ON e.headers IS NOT NULL"
+" WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
+"        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
+"   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)"
+"   AND e.seq > $3"
+" ORDER BY e.seq"
+" LIMIT $4";
+
+static SPIPlanPtr page_plan = NULL;
+static TimestampTz last_purge = 0;
+
+static void
+begin_txn(const char *activity, bool repeatable_read)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (repeatable_read)
+		XactIsoLevel = XACT_REPEATABLE_READ;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_txn(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static char *
+col_text(int row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/* Kafka headers and keys are UTF-8, whatever the database encoding. */
+static char *
+utf8(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+/* Elements of a text[] column as C strings, in page memory. */
+static int
+text_array(int row, int col, char ***out)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+
+	*out = NULL;
+	if (isnull)
+		return 0;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	*out = palloc(sizeof(char *) * n);
+	for (i = 0; i < n; i++)
+		(*out)[i] = nulls[i] ? pstrdup("") : utf8(TextDatumGetCString(elems[i]));
+	return n;
+}
+
+static OutboxCursorCheck
+check_extension(char *detail, size_t detail_len)
+{
+	char	   *version;
+
+	SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'outbox_ext'", true, 1);
+	if (SPI_processed == 0)
+		return CURSOR_NO_EXTENSION;
+	version = col_text(0, 1);
+	if (strcmp(version, OUTBOX_EXTVERSION) != 0)
+	{
+		snprintf(detail, detail_len,
+				 "the installed SQL of outbox_ext is version %s but the loaded library is %s: "
+				 "run ALTER EXTENSION outbox_ext UPDATE, or install the matching package and restart",
+				 version, OUTBOX_EXTVERSION);
+		return CURSOR_VERSION_MISMATCH;
+	}
+	return CURSOR_OK;
+}
+
+static void
+build_message(OutboxPage *p, int i, int row, const char *dbname)
+{
+	OutboxMessage *m = &p->msgs[i];
+	char	  **user_names,
+			  **user_vals;
+	int			nuser = text_array(row, 13, &user_names);
+	char	   *event_id = col_text(row, 2);
+	char	   *causation = col_text(row, 4);
+	char	   *aggregate_type = utf8(col_text(row, 5));
+	char	   *traceparent = col_text(row, 12);
+	const char **names;
+	const char **vals;
+	int			h = 0,
+				u;
+
+	(void) text_array(row, 14, &user_vals);
+	names = palloc(sizeof(char *) * (FIXED_HEADERS + nuser));
+	vals = palloc(sizeof(char *) * (FIXED_HEADERS + nuser));
+
+#define HDR(n, v) do { names[h] = (n); vals[h] = (v); h++; } while (0)
+	HDR("id", event_id);
+	HDR("ce_specversion", "1.0");
+	HDR("ce_id", event_id);
+	HDR("ce_type", utf8(col_text(row, 7)));
+	HDR("ce_source", psprintf("/outbox_ext/%s/%s", dbname, aggregate_type));
+	HDR("ce_time", col_text(row, 11));
+	HDR("content-type", "application/json");
+	HDR("root_id", col_text(row, 3));
+	if (causation)
+		HDR("causation_id", causation);
+	HDR("aggregate_type", aggregate_type);
+	HDR("aggregate_id", utf8(col_text(row, 6)));
+	if (traceparent)
+		HDR("traceparent", traceparent);
+#undef HDR
+	for (u = 0; u < nuser; u++, h++)
+	{
+		names[h] = user_names[u];
+		vals[h] = user_vals[u];
+	}
+
+	m->topic = col_text(row, 8);
+	m->key = utf8(col_text(row, 9));
+	m->value = utf8(col_text(row, 10));
+	m->nheaders = h;
+	m->header_names = names;
+	m->header_values = vals;
+	p->event_id[i] = event_id;
+}
+
+OutboxPage *
+outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t detail_len)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	OutboxPage *p = NULL;
+	MemoryContext cxt;
+	MemoryContext old;
+	char	   *fence;
+	char	   *page_seq;
+	Datum		values[4];
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+	char	   *dbname;
+	uint64		i;
+
+	begin_txn("outbox: reading the next page", true);
+	*check = check_extension(detail, detail_len);
+	if (*check != CURSOR_OK)
+	{
+		end_txn();
+		return NULL;
+	}
+
+	SPI_execute("SELECT prev_snap::text, cur_snap::text, page_seq, fence_seq, foreign_rows,"
+				"       pg_current_snapshot()::text FROM outbox._local_cursor()", true, 1);
+	if (strcmp(col_text(0, 5), "0") != 0)
+	{
+		*check = CURSOR_FOREIGN;
+		snprintf(detail, detail_len,
+				 "outbox data was restored from another cluster or database: run outbox.reset_cursor()");
+		end_txn();
+		return NULL;
+	}
+
+	/* Under the caller's context until complete, so an error frees it. */
+	cxt = AllocSetContextCreate(caller_cxt, "outbox page", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	p = palloc0(sizeof(OutboxPage));
+	p->cxt = cxt;
+	p->prev_snap = col_text(0, 1);
+	p->cur_snap = col_text(0, 2);
+	page_seq = col_text(0, 3);
+	fence = col_text(0, 4);
+	if (p->cur_snap == NULL)
+	{
+		/* A new pair: cur is this transaction's own snapshot. */
+		p->cur_snap = col_text(0, 6);
+		p->cur_is_new = true;
+		page_seq = NULL;
+	}
+	p->after_seq = Max(page_seq ? strtoll(page_seq, NULL, 10) : 0, strtoll(fence, NULL, 10));
+	MemoryContextSwitchTo(old);
+
+	if (page_plan == NULL)
+	{
+		page_plan = SPI_prepare(page_sql, 4, types);
+		if (page_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(page_plan);
+	}
+	values[0] = CStringGetTextDatum(p->prev_snap);
+	values[1] = CStringGetTextDatum(p->cur_snap);
+	values[2] = Int64GetDatum(p->after_seq);
+	values[3] = Int32GetDatum(limit);
+	if (SPI_execute_plan(page_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the outbox failed");
+
+	old = MemoryContextSwitchTo(cxt);
+	dbname = get_database_name(MyDatabaseId);
+	p->n = SPI_processed;
+	p->pair_done = (p->n < limit);
+	p->seq = palloc(sizeof(int64) * Max(p->n, 1));
+	p->event_id = palloc(sizeof(char *) * Max(p->n, 1));
+	p->msgs = palloc0(sizeof(OutboxMessage) * Max(p->n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		p->seq[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		build_message(p, i, i, dbname);
+	}
+	p->last_seq = p->n > 0 ? p->seq[p->n - 1] : p->after_seq;
+	MemoryContextSwitchTo(old);
+	end_txn();
+	MemoryContextSetParent(cxt, TopMemoryContext);
+
+	/*
+	 * Every commit visible in cur must be durable before Kafka sees its
+	 * events: a transaction that synchronous_commit=off could still lose in
+	 * a crash must never be published.
+	 */
+	if (p->n > 0)
+		XLogFlush(GetXLogInsertRecPtr());
+	return p;
+}
+
+void
+outbox_advance_cursor(OutboxPage *p)
+{
+	Datum		values[4];
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	/* An idle pass over an unchanged snapshot writes nothing. */
+	if (p->n == 0 && p->pair_done && strcmp(p->prev_snap, p->cur_snap) == 0)
+		return;
+	if (p->n == 0 && !p->pair_done)
+		return;
+
+	begin_txn("outbox: recording published events", false);
+	values[0] = CStringGetTextDatum(p->pair_done ? p->cur_snap : p->prev_snap);
+	values[1] = p->pair_done ? (Datum) 0 : CStringGetTextDatum(p->cur_snap);
+	nulls[1] = p->pair_done ? 'n' : ' ';
+	values[2] = Int64GetDatum(p->last_seq);
+	nulls[2] = p->pair_done ? 'n' : ' ';
+	values[3] = Int64GetDatum(p->n);
+	if (SPI_execute_with_args("SELECT outbox._advance_cursor($1::pg_snapshot, $2::pg_snapshot, $3, $4)",
+							  4, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "moving the outbox cursor failed");
+	end_txn();
+}
+
+void
+outbox_free_page(OutboxPage *p)
+{
+	if (p)
+		MemoryContextDelete(p->cxt);
+}
+
+void
+outbox_maybe_purge(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	/* Often enough for any retention; cheap when there is nothing to do. */
+	if (!TimestampDifferenceExceeds(last_purge, now, 60 * 1000))
+		return;
+	last_purge = now;
+	begin_txn("outbox: applying retention", false);
+	SPI_execute("SELECT * FROM outbox.purge()", false, 0);
+	end_txn();
+}

@@ -1,0 +1,375 @@
+/*
+ * publisher.c: the publisher worker of one database. It reads the outbox in
+ * snapshot-difference pages (batch.c), produces each page to Kafka
+ * (producer.c) and moves the cursor only once every message of the page is
+ * acknowledged: crash anywhere and the page is sent again (at least once;
+ * the stable id header lets consumers dedupe). A commit that emitted sets
+ * our latch; the poll interval is only the fallback.
+ *
+ * Errors never crash the worker (a crash restarts the whole cluster): an
+ * error in a step is logged, shown in outbox.status and retried after a
+ * pause. SIGTERM sets a flag; the loop ends, flushes for a bounded time and
+ * exits 1, so only this worker is restarted (by the launcher).
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "guc.h"
+#include "launcher.h"
+#include "producer.h"
+#include "shmem.h"
+
+#define SHUTDOWN_FLUSH_MS 2000
+#define ERROR_PAUSE_MS 1000
+
+static volatile sig_atomic_t got_sigterm = false;
+static OutboxPage *page = NULL;		/* in flight, or NULL */
+static char *producer_config = NULL;	/* settings the producer was built from */
+
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+set_state(const char *state)
+{
+	outbox_slot_set_state(MyDatabaseId, state);
+}
+
+static void
+report_error(const char *msg)
+{
+	outbox_slot_set_error(MyDatabaseId, msg);
+}
+
+static void
+publisher_detach(int code, Datum arg)
+{
+	OutboxDbSlot *slot;
+
+	outbox_producer_destroy(SHUTDOWN_FLUSH_MS);
+	outbox_shmem_lock(true);
+	slot = outbox_slot_for(MyDatabaseId, false);
+	if (slot && slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		strlcpy(slot->state, "stopped", OUTBOX_STATE_LEN);
+	}
+	outbox_shmem_unlock();
+}
+
+/* Sleep until woken, a producer event, or the timeout. */
+static void
+wait_for_work(long timeout_ms)
+{
+	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	int			fd = outbox_producer_exists() ? outbox_producer_fd() : PGINVALID_SOCKET;
+
+	if (fd != PGINVALID_SOCKET)
+		events |= WL_SOCKET_READABLE;
+	(void) WaitLatchOrSocket(MyLatch, events, fd, timeout_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* One publisher per database: a session-level advisory lock held for life. */
+static bool
+try_lock_database(void)
+{
+	LOCKTAG		tag;
+	LockAcquireResult res;
+
+	/* Keys spell "outb"/"ox": apart from applications' advisory locks. */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f757462, 0x6f78, 2);
+	StartTransactionCommand();
+	res = LockAcquire(&tag, ExclusiveLock, true, true);
+	CommitTransactionCommand();
+	return res != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static char *
+current_producer_config(void)
+{
+	return psprintf("%s\n%s\n%s\n%d", outbox_brokers, outbox_kafka_config,
+					outbox_kafka_config_file, outbox_batch_size);
+}
+
+static void
+drop_producer(void)
+{
+	outbox_producer_destroy(0);
+	if (producer_config)
+		pfree(producer_config);
+	producer_config = NULL;
+}
+
+/* Make sure a producer matching the settings exists; false if it cannot. */
+static bool
+ensure_producer(void)
+{
+	char		err[1024];
+	char	   *wanted = current_producer_config();
+
+	if (outbox_producer_exists() && producer_config && strcmp(wanted, producer_config) == 0)
+	{
+		pfree(wanted);
+		return true;
+	}
+	if (outbox_producer_exists())
+	{
+		ereport(LOG, (errmsg("outbox_ext publisher: Kafka settings changed, recreating the producer")));
+		drop_producer();
+		if (page)
+			outbox_producer_reset_results(page->n);
+	}
+	if (!outbox_producer_create(outbox_batch_size, err, sizeof(err)))
+	{
+		ereport(LOG, (errmsg("outbox_ext publisher: %s", err)));
+		report_error(err);
+		set_state("config_error");
+		pfree(wanted);
+		return false;
+	}
+	producer_config = MemoryContextStrdup(TopMemoryContext, wanted);
+	pfree(wanted);
+	return true;
+}
+
+/* Hand librdkafka's log lines and client errors to PostgreSQL's log. */
+static bool
+drain_producer_messages(void)
+{
+	const char *line;
+	int			level;
+	bool		fatal = false;
+	const char *err;
+
+	while ((line = outbox_producer_take_log(&level)) != NULL)
+		ereport(level <= 3 ? WARNING : LOG, (errmsg("outbox_ext librdkafka: %s", line)));
+	err = outbox_producer_take_error(&fatal);
+	if (err)
+	{
+		ereport(LOG, (errmsg("outbox_ext publisher: Kafka: %s", err)));
+		report_error(err);
+	}
+	return fatal;
+}
+
+/* Queue every message of the page that is not yet acknowledged. */
+static void
+send_page(bool only_failed)
+{
+	int			i;
+	char		err[256];
+
+	for (i = 0; i < page->n; i++)
+	{
+		if (only_failed && outbox_producer_result(i, NULL) == DELIVERY_OK)
+			continue;
+		while (!outbox_producer_send(i, &page->msgs[i], err, sizeof(err)) &&
+			   outbox_producer_result(i, NULL) == DELIVERY_TRANSIENT)
+		{
+			/* Local queue full: serve reports, then try again. */
+			outbox_producer_poll();
+			wait_for_work(10);
+			if (got_sigterm)
+				return;
+		}
+	}
+}
+
+/* Returns true when the page is settled (all acknowledged). */
+static bool
+page_settled(void)
+{
+	int			i,
+				transient = 0,
+				permanent = 0;
+	const char *why = NULL;
+
+	if (outbox_producer_outstanding() > 0)
+		return false;
+	for (i = 0; i < page->n; i++)
+	{
+		OutboxDelivery d = outbox_producer_result(i, &why);
+
+		if (d == DELIVERY_TRANSIENT)
+			transient++;
+		else if (d == DELIVERY_PERMANENT)
+		{
+			permanent++;
+			report_error(psprintf("event %s to topic %s: %s", page->event_id[i],
+								  page->msgs[i].topic, why));
+		}
+	}
+	if (transient + permanent == 0)
+		return true;
+
+	/* Nothing advances; the failed messages go again, in order. */
+	if (transient > 0)
+		set_state("retrying");
+	else
+		set_state("rejected");
+	wait_for_work(ERROR_PAUSE_MS);
+	send_page(true);
+	return false;
+}
+
+/* One step of the loop; errors are caught by the caller. */
+static void
+publish_step(void)
+{
+	OutboxCursorCheck check;
+	char		detail[OUTBOX_ERROR_LEN];
+
+	if (page == NULL)
+	{
+		detail[0] = '\0';
+		page = outbox_fetch_page(outbox_batch_size, &check, detail, sizeof(detail));
+		if (page == NULL)
+		{
+			set_state(check == CURSOR_NO_EXTENSION ? "no_extension" :
+					  check == CURSOR_VERSION_MISMATCH ? "version_mismatch" : "needs_reset");
+			if (detail[0])
+				report_error(detail);
+			wait_for_work(outbox_poll_interval_ms);
+			return;
+		}
+		if (page->n == 0)
+		{
+			outbox_advance_cursor(page);
+			outbox_free_page(page);
+			page = NULL;
+			set_state("idle");
+			outbox_maybe_purge();
+			wait_for_work(outbox_poll_interval_ms);
+			return;
+		}
+		set_state("publishing");
+		outbox_producer_reset_results(page->n);
+		send_page(false);
+	}
+
+	outbox_producer_poll();
+	if (drain_producer_messages())
+	{
+		/* Fatal producer error: start over from the durable cursor. */
+		drop_producer();
+		outbox_free_page(page);
+		page = NULL;
+		return;
+	}
+	if (page_settled())
+	{
+		outbox_advance_cursor(page);
+		outbox_free_page(page);
+		page = NULL;
+		return;					/* straight on to the next page */
+	}
+	wait_for_work(outbox_poll_interval_ms);
+}
+
+void
+outbox_publisher_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	OutboxDbSlot *slot;
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("outbox_ext publisher");
+
+	outbox_shmem_lock(true);
+	slot = outbox_slot_for(dboid, true);
+	if (slot)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		strlcpy(slot->state, "starting", OUTBOX_STATE_LEN);
+	}
+	outbox_shmem_unlock();
+	before_shmem_exit(publisher_detach, (Datum) 0);
+
+	while (!got_sigterm && !try_lock_database())
+	{
+		set_state("waiting_for_lock");
+		wait_for_work(outbox_poll_interval_ms);
+	}
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "outbox publisher loop", ALLOCSET_DEFAULT_SIZES);
+	while (!got_sigterm)
+	{
+		MemoryContext old;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (outbox_brokers == NULL || outbox_brokers[0] == '\0')
+		{
+			/* Paused: events accumulate safely until brokers are set. */
+			if (outbox_producer_exists())
+				drop_producer();
+			set_state("paused");
+			wait_for_work(outbox_poll_interval_ms);
+			continue;
+		}
+
+		old = MemoryContextSwitchTo(loop_cxt);
+		PG_TRY();
+		{
+			if (ensure_producer())
+				publish_step();
+			else
+				wait_for_work(10 * outbox_poll_interval_ms);	/* until the settings change */
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			/* Log, show in outbox.status, and carry on: no crash loop. */
+			MemoryContextSwitchTo(loop_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			ereport(LOG, (errmsg("outbox_ext publisher: %s", edata->message)));
+			report_error(edata->message);
+			set_state("error");
+			FreeErrorData(edata);
+			pgstat_report_activity(STATE_IDLE, NULL);
+			wait_for_work(ERROR_PAUSE_MS);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(loop_cxt);
+	}
+
+	set_state("stopping");
+	proc_exit(1);
+}
