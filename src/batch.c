@@ -17,27 +17,36 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "common/hashfn.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "batch.h"
 #include "guc.h"
 
 #define FIXED_HEADERS 12
 
-static const char *page_sql =
-"SELECT e.seq, e.event_id::text, e.root_id::text, e.causation_id::text,"
-"       e.aggregate_type, e.aggregate_id, e.event_type, e.topic,"
-"       coalesce(e.key, e.aggregate_id), e.payload::text,"
-"       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+/* The columns build_message() reads, for events e. */
+#define EVENT_COLUMNS \
+"SELECT e.seq, e.event_id::text, e.root_id::text, e.causation_id::text," \
+"       e.aggregate_type, e.aggregate_id, e.event_type, e.topic," \
+"       coalesce(e.key, e.aggregate_id), e.payload::text," \
+"       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
 "       e.traceparent, h.names, h.vals"
-"  FROM outbox.events e"
-"  LEFT JOIN LATERAL (SELECT array_agg(j.key ORDER BY j.key) AS names,"
-"                            array_agg(j.value ORDER BY j.key) AS vals"
+#define HEADERS_JOIN \
+"  LEFT JOIN LATERAL (SELECT array_agg(j.key ORDER BY j.key) AS names," \
+"                            array_agg(j.value ORDER BY j.key) AS vals" \
 "                       FROM jsonb_each_text(e.headers) j) h ON e.headers IS NOT NULL"
+
+static const char *page_sql =
+EVENT_COLUMNS
+"  FROM outbox.events e"
+HEADERS_JOIN
 " WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
 "        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
 "   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)"
@@ -45,7 +54,21 @@ static const char *page_sql =
 " ORDER BY e.seq"
 " LIMIT $4";
 
+static const char *parked_sql =
+EVENT_COLUMNS
+"  FROM outbox._parked p JOIN outbox.events e ON e.seq = p.seq"
+HEADERS_JOIN
+" WHERE p.next_attempt_at <= now()"
+" ORDER BY p.seq"
+" LIMIT $1";
+
 static SPIPlanPtr page_plan = NULL;
+static SPIPlanPtr parked_plan = NULL;
+
+/* Keys with parked events, by a 64-bit hash of topic and key: a collision
+ * only holds back an innocent key, never lets one pass. */
+static HTAB *blocked_keys = NULL;
+static TimestampTz next_parked_due = DT_NOBEGIN;
 static TimestampTz last_purge = 0;
 
 static void
@@ -179,6 +202,32 @@ build_message(OutboxPage *p, int i, int row, const char *dbname)
 	p->event_id[i] = event_id;
 }
 
+/* The rows SPI just returned, as messages in page memory. */
+static void
+fill_page(OutboxPage *p, MemoryContext cxt, int limit)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	char	   *dbname = get_database_name(MyDatabaseId);
+	uint64		i;
+
+	p->n = SPI_processed;
+	p->pair_done = (p->n < limit);
+	p->seq = palloc(sizeof(int64) * Max(p->n, 1));
+	p->event_id = palloc(sizeof(char *) * Max(p->n, 1));
+	p->msgs = palloc0(sizeof(OutboxMessage) * Max(p->n, 1));
+	p->fate = palloc0(Max(p->n, 1));
+	p->tried_alone = palloc0(sizeof(bool) * Max(p->n, 1));
+	p->error = palloc0(sizeof(char *) * Max(p->n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		p->seq[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		build_message(p, i, i, dbname);
+	}
+	MemoryContextSwitchTo(old);
+}
+
 OutboxPage *
 outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t detail_len)
 {
@@ -190,8 +239,6 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	char	   *page_seq;
 	Datum		values[4];
 	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
-	char	   *dbname;
-	uint64		i;
 
 	begin_txn("outbox: reading the next page", true);
 	*check = check_extension(detail, detail_len);
@@ -245,22 +292,8 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	if (SPI_execute_plan(page_plan, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the outbox failed");
 
-	old = MemoryContextSwitchTo(cxt);
-	dbname = get_database_name(MyDatabaseId);
-	p->n = SPI_processed;
-	p->pair_done = (p->n < limit);
-	p->seq = palloc(sizeof(int64) * Max(p->n, 1));
-	p->event_id = palloc(sizeof(char *) * Max(p->n, 1));
-	p->msgs = palloc0(sizeof(OutboxMessage) * Max(p->n, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		p->seq[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		build_message(p, i, i, dbname);
-	}
+	fill_page(p, cxt, limit);
 	p->last_seq = p->n > 0 ? p->seq[p->n - 1] : p->after_seq;
-	MemoryContextSwitchTo(old);
 	end_txn();
 	MemoryContextSetParent(cxt, TopMemoryContext);
 
@@ -272,6 +305,44 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	if (p->n > 0)
 		XLogFlush(GetXLogInsertRecPtr());
 	return p;
+}
+
+static int
+count_marked(OutboxPage *p)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < p->n; i++)
+		if (p->fate[i])
+			n++;
+	return n;
+}
+
+/* Park the page's rejected messages and those held behind them. */
+static void
+park_marked(OutboxPage *p)
+{
+	int			i;
+
+	for (i = 0; i < p->n; i++)
+	{
+		Datum		values[6];
+		Oid			types[6] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+
+		if (!p->fate[i])
+			continue;
+		values[0] = Int64GetDatum(p->seq[i]);
+		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(p->event_id[i]));
+		values[2] = CStringGetTextDatum(p->msgs[i].topic);
+		values[3] = CStringGetTextDatum(p->msgs[i].key);
+		/* The first try and the try on its own: two attempts. */
+		values[4] = Int32GetDatum(p->fate[i] == 'P' ? 2 : 0);
+		values[5] = CStringGetTextDatum(p->error[i] ? p->error[i] : "waiting behind an earlier event of its key");
+		if (SPI_execute_with_args("SELECT outbox._park($1, $2, $3, $4, $5, $6)",
+								  6, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "parking an event failed");
+	}
 }
 
 void
@@ -293,10 +364,11 @@ outbox_advance_cursor(OutboxPage *p)
 	nulls[1] = p->pair_done ? 'n' : ' ';
 	values[2] = Int64GetDatum(p->last_seq);
 	nulls[2] = p->pair_done ? 'n' : ' ';
-	values[3] = Int64GetDatum(p->n);
+	values[3] = Int64GetDatum(p->n - count_marked(p));
 	if (SPI_execute_with_args("SELECT outbox._advance_cursor($1::pg_snapshot, $2::pg_snapshot, $3, $4)",
 							  4, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "moving the outbox cursor failed");
+	park_marked(p);
 	end_txn();
 }
 
@@ -319,4 +391,128 @@ outbox_maybe_purge(void)
 	begin_txn("outbox: applying retention", false);
 	SPI_execute("SELECT * FROM outbox.purge()", false, 0);
 	end_txn();
+}
+
+OutboxPage *
+outbox_fetch_parked(int limit)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	MemoryContext cxt;
+	OutboxPage *p;
+	Datum		values[1];
+	Oid			types[1] = {INT4OID};
+
+	begin_txn("outbox: retrying parked events", false);
+	if (parked_plan == NULL)
+	{
+		parked_plan = SPI_prepare(parked_sql, 1, types);
+		if (parked_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(parked_plan);
+	}
+	values[0] = Int32GetDatum(limit);
+	if (SPI_execute_plan(parked_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading parked events failed");
+	if (SPI_processed == 0)
+	{
+		end_txn();
+		return NULL;
+	}
+	cxt = AllocSetContextCreate(caller_cxt, "outbox parked", ALLOCSET_DEFAULT_SIZES);
+	p = MemoryContextAllocZero(cxt, sizeof(OutboxPage));
+	p->cxt = cxt;
+	fill_page(p, cxt, limit);
+	end_txn();
+	MemoryContextSetParent(cxt, TopMemoryContext);
+	return p;
+}
+
+void
+outbox_parked_delivered(int64 seq)
+{
+	Datum		values[1] = {Int64GetDatum(seq)};
+	Oid			types[1] = {INT8OID};
+
+	begin_txn("outbox: parked event delivered", false);
+	SPI_execute_with_args("SELECT outbox._parked_delivered($1)", 1, types, values, NULL, false, 0);
+	end_txn();
+}
+
+bool
+outbox_parked_failed(int64 seq, const char *error, bool permanent)
+{
+	Datum		values[4];
+	Oid			types[4] = {INT8OID, TEXTOID, BOOLOID, INT4OID};
+	bool		dead;
+	bool		isnull;
+
+	values[0] = Int64GetDatum(seq);
+	values[1] = CStringGetTextDatum(error);
+	values[2] = BoolGetDatum(permanent);
+	values[3] = Int32GetDatum(outbox_max_attempts);
+	begin_txn("outbox: parked event refused", false);
+	SPI_execute_with_args("SELECT outbox._parked_failed($1, $2, $3, $4)", 4, types, values, NULL, false, 0);
+	dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	end_txn();
+	return dead;
+}
+
+static uint64
+key_hash(const char *topic, const char *key)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) topic, strlen(topic), 0);
+
+	return hash_bytes_extended((const unsigned char *) key, strlen(key), h);
+}
+
+void
+outbox_load_blocked_keys(void)
+{
+	HASHCTL		ctl;
+	uint64		i;
+
+	if (blocked_keys)
+		hash_destroy(blocked_keys);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	blocked_keys = hash_create("outbox blocked keys", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+
+	begin_txn("outbox: loading parked keys", false);
+	SPI_execute("SELECT topic, key, min(next_attempt_at) FROM outbox._parked GROUP BY topic, key", true, 0);
+	next_parked_due = DT_NOEND;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		due = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+
+		outbox_block_key(col_text(i, 1), col_text(i, 2));
+		if (!isnull && DatumGetTimestampTz(due) < next_parked_due)
+			next_parked_due = DatumGetTimestampTz(due);
+	}
+	end_txn();
+}
+
+bool
+outbox_key_blocked(const char *topic, const char *key)
+{
+	uint64		h = key_hash(topic, key);
+
+	return blocked_keys != NULL && hash_search(blocked_keys, &h, HASH_FIND, NULL) != NULL;
+}
+
+void
+outbox_block_key(const char *topic, const char *key)
+{
+	uint64		h = key_hash(topic, key);
+
+	if (blocked_keys == NULL)
+		outbox_load_blocked_keys();
+	(void) hash_search(blocked_keys, &h, HASH_ENTER, NULL);
+}
+
+TimestampTz
+outbox_next_parked_due(void)
+{
+	return next_parked_due;
 }

@@ -5,6 +5,7 @@
 #ifndef OUTBOX_BATCH_H
 #define OUTBOX_BATCH_H
 
+#include "datatype/timestamp.h"
 #include "producer.h"
 
 typedef struct OutboxPage
@@ -20,6 +21,9 @@ typedef struct OutboxPage
 	int64	   *seq;
 	char	  **event_id;
 	OutboxMessage *msgs;
+	char	   *fate;			/* per message: 0 sent, 'H' held behind its key, 'P' park */
+	bool	   *tried_alone;	/* a permanent failure was retried on its own */
+	char	  **error;			/* why it is parked */
 } OutboxPage;
 
 /* Result of looking at the cursor before a page. */
@@ -38,8 +42,24 @@ typedef enum OutboxCursorCheck
 extern OutboxPage *outbox_fetch_page(int limit, OutboxCursorCheck *check,
 									 char *detail, size_t detail_len);
 
-/* Record the page as published (one UPDATE of the cursor row). */
+/*
+ * Record the page as published (one UPDATE of the cursor row) and, in the
+ * same transaction, park the messages marked in page->fate.
+ */
 extern void outbox_advance_cursor(OutboxPage *page);
+
+/* Due parked events (at most one per key), as a page; NULL when none. */
+extern OutboxPage *outbox_fetch_parked(int limit);
+
+/* Outcome of a parked event's attempt; true if it became a dead letter. */
+extern void outbox_parked_delivered(int64 seq);
+extern bool outbox_parked_failed(int64 seq, const char *error, bool permanent);
+
+/* Keys (topic + key) that have parked events, and when the next one is due. */
+extern void outbox_load_blocked_keys(void);
+extern bool outbox_key_blocked(const char *topic, const char *key);
+extern void outbox_block_key(const char *topic, const char *key);
+extern TimestampTz outbox_next_parked_due(void);
 
 extern void outbox_free_page(OutboxPage *page);
 

@@ -25,6 +25,8 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -40,6 +42,7 @@
 static volatile sig_atomic_t got_sigterm = false;
 static OutboxPage *page = NULL;		/* in flight, or NULL */
 static char *producer_config = NULL;	/* settings the producer was built from */
+static bool keys_loaded = false;	/* blocked keys read from outbox._parked */
 
 static void
 handle_sigterm(SIGNAL_ARGS)
@@ -177,64 +180,183 @@ drain_producer_messages(void)
 	return fatal;
 }
 
-/* Queue every message of the page that is not yet acknowledged. */
+/* Queue message i, waiting for room in librdkafka's queue if needed. */
 static void
-send_page(bool only_failed)
+send_one(OutboxPage *p, int i)
 {
-	int			i;
 	char		err[256];
 
-	for (i = 0; i < page->n; i++)
+	while (!outbox_producer_send(i, &p->msgs[i], err, sizeof(err)) &&
+		   outbox_producer_result(i, NULL) == DELIVERY_TRANSIENT)
 	{
-		if (only_failed && outbox_producer_result(i, NULL) == DELIVERY_OK)
-			continue;
-		while (!outbox_producer_send(i, &page->msgs[i], err, sizeof(err)) &&
-			   outbox_producer_result(i, NULL) == DELIVERY_TRANSIENT)
-		{
-			/* Local queue full: serve reports, then try again. */
-			outbox_producer_poll();
-			wait_for_work(10);
-			if (got_sigterm)
-				return;
-		}
+		outbox_producer_poll();
+		wait_for_work(10);
+		if (got_sigterm)
+			return;
 	}
 }
 
-/* Returns true when the page is settled (all acknowledged). */
+/*
+ * Queue the page. A message whose key has a parked event is held back
+ * (parked behind it) instead: per key, order is kept.
+ */
+static void
+send_page(void)
+{
+	int			i;
+
+	for (i = 0; i < page->n && !got_sigterm; i++)
+	{
+		if (outbox_key_blocked(page->msgs[i].topic, page->msgs[i].key))
+			page->fate[i] = 'H';
+		else
+			send_one(page, i);
+	}
+}
+
+/*
+ * Decide what to do once every queued message of the page is reported.
+ * Transient failures (broker down, timeouts) go again and never count as
+ * attempts. A permanent one is retried on its own, one per key at a time;
+ * refused again, it is parked and its key blocked, and later messages of
+ * that key in the page are held behind it. Returns true when the page is
+ * settled: everything delivered, parked or held.
+ */
 static bool
 page_settled(void)
 {
-	int			i,
-				transient = 0,
-				permanent = 0;
+	int			i;
+	bool		sent = false;
+	bool		changed;
 	const char *why = NULL;
 
 	if (outbox_producer_outstanding() > 0)
 		return false;
+
 	for (i = 0; i < page->n; i++)
+		if (!page->fate[i] && outbox_producer_result(i, NULL) == DELIVERY_TRANSIENT)
+		{
+			send_one(page, i);
+			sent = true;
+		}
+	if (sent)
 	{
+		set_state("retrying");
+		return false;
+	}
+
+	do
+	{
+		HTAB	   *seen;
+		HASHCTL		ctl;
+
+		changed = false;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = NAMEDATALEN * 2;
+		ctl.entrysize = NAMEDATALEN * 2;
+		ctl.hcxt = CurrentMemoryContext;
+		seen = hash_create("outbox keys tried", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (i = 0; i < page->n; i++)
+		{
+			OutboxMessage *m = &page->msgs[i];
+			char		k[NAMEDATALEN * 2];
+			bool		found;
+
+			if (page->fate[i] || outbox_producer_result(i, &why) != DELIVERY_PERMANENT)
+				continue;
+			if (outbox_key_blocked(m->topic, m->key))
+			{
+				page->fate[i] = 'H';
+				continue;
+			}
+			/* One message per key at a time (a digest is enough to tell keys apart here). */
+			snprintf(k, sizeof(k), "%08x%08x", hash_bytes((const unsigned char *) m->topic, strlen(m->topic)),
+					 hash_bytes((const unsigned char *) m->key, strlen(m->key)));
+			(void) hash_search(seen, k, HASH_ENTER, &found);
+			if (found)
+				continue;
+			if (!page->tried_alone[i])
+			{
+				page->tried_alone[i] = true;
+				send_one(page, i);
+				sent = true;
+			}
+			else
+			{
+				page->fate[i] = 'P';
+				page->error[i] = MemoryContextStrdup(page->cxt, why);
+				outbox_block_key(m->topic, m->key);
+				report_error(psprintf("event %s to topic \"%s\" parked: %s",
+									  page->event_id[i], m->topic, why));
+				ereport(LOG, (errmsg("outbox_ext publisher: event %s to topic \"%s\" parked: %s",
+									 page->event_id[i], m->topic, why)));
+				changed = true;
+			}
+		}
+		hash_destroy(seen);
+	} while (changed && !sent);
+
+	if (sent)
+	{
+		set_state("rejected");
+		return false;
+	}
+	return true;
+}
+
+/* Send the parked events that are due (one per key) and record outcomes. */
+static void
+retry_parked(void)
+{
+	OutboxPage *parked = outbox_fetch_parked(outbox_batch_size);
+	int			i;
+
+	if (parked == NULL)
+	{
+		outbox_load_blocked_keys();
+		return;
+	}
+	outbox_producer_reset_results(parked->n);
+	for (i = 0; i < parked->n && !got_sigterm; i++)
+		send_one(parked, i);
+	while (!got_sigterm && outbox_producer_outstanding() > 0)
+	{
+		outbox_producer_poll();
+		(void) drain_producer_messages();
+		if (outbox_producer_outstanding() > 0)
+			wait_for_work(outbox_poll_interval_ms);
+	}
+	for (i = 0; i < parked->n && !got_sigterm; i++)
+	{
+		const char *why;
 		OutboxDelivery d = outbox_producer_result(i, &why);
 
-		if (d == DELIVERY_TRANSIENT)
-			transient++;
-		else if (d == DELIVERY_PERMANENT)
+		if (d == DELIVERY_OK)
+			outbox_parked_delivered(parked->seq[i]);
+		else if (d != DELIVERY_PENDING &&
+				 outbox_parked_failed(parked->seq[i], why, d == DELIVERY_PERMANENT))
 		{
-			permanent++;
-			report_error(psprintf("event %s to topic %s: %s", page->event_id[i],
-								  page->msgs[i].topic, why));
+			ereport(LOG, (errmsg("outbox_ext publisher: event %s to topic \"%s\" moved to outbox.dead_letters: %s",
+								 parked->event_id[i], parked->msgs[i].topic, why)));
+			report_error(psprintf("event %s to topic \"%s\" is a dead letter: %s",
+								  parked->event_id[i], parked->msgs[i].topic, why));
 		}
 	}
-	if (transient + permanent == 0)
-		return true;
+	outbox_free_page(parked);
+	outbox_load_blocked_keys();
+}
 
-	/* Nothing advances; the failed messages go again, in order. */
-	if (transient > 0)
-		set_state("retrying");
-	else
-		set_state("rejected");
-	wait_for_work(ERROR_PAUSE_MS);
-	send_page(true);
-	return false;
+/* How long to sleep when idle: the poll interval, or less if a parked event is due sooner. */
+static long
+until_next_parked_due(void)
+{
+	TimestampTz due = outbox_next_parked_due();
+	long		ms;
+
+	if (due == DT_NOEND)
+		return outbox_poll_interval_ms;
+	ms = (long) ((due - GetCurrentTimestamp()) / 1000);
+	return Max(Min(ms, (long) outbox_poll_interval_ms), 10);
 }
 
 /* One step of the loop; errors are caught by the caller. */
@@ -250,6 +372,7 @@ publish_step(void)
 		page = outbox_fetch_page(outbox_batch_size, &check, detail, sizeof(detail));
 		if (page == NULL)
 		{
+			keys_loaded = false;
 			set_state(check == CURSOR_NO_EXTENSION ? "no_extension" :
 					  check == CURSOR_VERSION_MISMATCH ? "version_mismatch" : "needs_reset");
 			if (detail[0])
@@ -257,19 +380,26 @@ publish_step(void)
 			wait_for_work(outbox_poll_interval_ms);
 			return;
 		}
+		if (!keys_loaded)
+		{
+			outbox_load_blocked_keys();
+			keys_loaded = true;
+		}
 		if (page->n == 0)
 		{
 			outbox_advance_cursor(page);
 			outbox_free_page(page);
 			page = NULL;
-			set_state("idle");
+			if (GetCurrentTimestamp() >= outbox_next_parked_due())
+				retry_parked();
+			set_state(outbox_next_parked_due() == DT_NOEND ? "idle" : "idle_with_parked");
 			outbox_maybe_purge();
-			wait_for_work(outbox_poll_interval_ms);
+			wait_for_work(until_next_parked_due());
 			return;
 		}
 		set_state("publishing");
 		outbox_producer_reset_results(page->n);
-		send_page(false);
+		send_page();
 	}
 
 	outbox_producer_poll();
@@ -286,6 +416,8 @@ publish_step(void)
 		outbox_advance_cursor(page);
 		outbox_free_page(page);
 		page = NULL;
+		if (GetCurrentTimestamp() >= outbox_next_parked_due())
+			retry_parked();
 		return;					/* straight on to the next page */
 	}
 	wait_for_work(outbox_poll_interval_ms);

@@ -22,6 +22,7 @@ DECLARE
     max_xid xid8;
     max_seq bigint;
     n       bigint;
+    parked  boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM outbox._slots
                    WHERE slot = s AND NOT is_current
@@ -44,6 +45,11 @@ BEGIN
     END IF;
     IF NOT (max_seq <= c.fence_seq OR max_xid < pg_snapshot_xmin(c.prev_snap)) THEN
         RETURN NULL;            -- something in it is not published yet
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM outbox._parked p JOIN %s e ON e.seq = p.seq)', tbl)
+       INTO parked;
+    IF parked THEN
+        RETURN NULL;            -- a parked event still needs its row
     END IF;
     EXECUTE format('TRUNCATE %s', tbl);
     RETURN n;

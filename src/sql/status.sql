@@ -5,7 +5,7 @@ SELECT
     (SELECT count(*) FROM outbox.events e
       WHERE e.xid >= pg_snapshot_xmin(c.prev_snap)
         AND NOT outbox._published(e.xid, e.seq, c.prev_snap, c.cur_snap, c.page_seq, c.fence_seq)
-    )::bigint AS pending,
+    )::bigint + (SELECT count(*) FROM outbox._parked) AS pending,
     (SELECT now() - min(e.created_at) FROM outbox.events e
       WHERE e.xid >= pg_snapshot_xmin(c.prev_snap)
         AND NOT outbox._published(e.xid, e.seq, c.prev_snap, c.cur_snap, c.page_seq, c.fence_seq)
@@ -20,6 +20,7 @@ SELECT
     END AS last_error,
     w.last_error_at,
     (SELECT s.slot FROM outbox._slots s WHERE s.is_current) AS current_slot,
+    (SELECT count(*) FROM outbox._parked)::bigint AS parked,
     c.foreign_rows = 0 AS cursor_ok
 FROM outbox._local_cursor() c, outbox._worker_info() w;
 COMMENT ON VIEW outbox.status IS 'One row: the outbox of this database at a glance.';
@@ -31,6 +32,7 @@ AS $$
     SELECT CASE
         WHEN EXISTS (SELECT 1 FROM outbox.dead_letters d WHERE d.event_id = $1) THEN 'dead'
         WHEN e.seq IS NULL THEN 'unknown'
+        WHEN EXISTS (SELECT 1 FROM outbox._parked p WHERE p.seq = e.seq) THEN 'pending'
         WHEN outbox._published(e.xid, e.seq, c.prev_snap, c.cur_snap, c.page_seq, c.fence_seq)
             THEN 'published'
         ELSE 'pending'

@@ -14,6 +14,8 @@ AS $$
                e.event_id, e.causation_id, e.event_type, e.aggregate_type, e.aggregate_id,
                CASE WHEN EXISTS (SELECT 1 FROM outbox.dead_letters d WHERE d.event_id = e.event_id)
                         THEN 'dead'
+                    WHEN EXISTS (SELECT 1 FROM outbox._parked p WHERE p.seq = e.seq)
+                        THEN 'pending'
                     WHEN outbox._published(e.xid, e.seq, c.prev_snap, c.cur_snap, c.page_seq, c.fence_seq)
                         THEN 'published'
                     ELSE 'pending' END AS status,
