@@ -370,6 +370,8 @@ outbox_advance_cursor(OutboxPage *p)
 		elog(ERROR, "moving the outbox cursor failed");
 	park_marked(p);
 	end_txn();
+	if (count_marked(p) > 0)
+		outbox_load_blocked_keys();	/* and when the first retry is due */
 }
 
 void

@@ -230,15 +230,20 @@ page_settled(void)
 	bool		changed;
 	const char *why = NULL;
 
-	if (outbox_producer_outstanding() > 0)
+	if (outbox_producer_outstanding() > 0 || got_sigterm)
 		return false;
 
+	/* Transient failures, and anything a shutdown request left unsent, go (again). */
 	for (i = 0; i < page->n; i++)
-		if (!page->fate[i] && outbox_producer_result(i, NULL) == DELIVERY_TRANSIENT)
+	{
+		OutboxDelivery d = outbox_producer_result(i, NULL);
+
+		if (!page->fate[i] && (d == DELIVERY_TRANSIENT || d == DELIVERY_PENDING))
 		{
 			send_one(page, i);
 			sent = true;
 		}
+	}
 	if (sent)
 	{
 		set_state("retrying");
@@ -301,6 +306,11 @@ page_settled(void)
 		set_state("rejected");
 		return false;
 	}
+
+	/* Settled only if every message is acknowledged, parked or held. */
+	for (i = 0; i < page->n; i++)
+		if (!page->fate[i] && outbox_producer_result(i, NULL) != DELIVERY_OK)
+			return false;
 	return true;
 }
 
@@ -423,6 +433,49 @@ publish_step(void)
 	wait_for_work(outbox_poll_interval_ms);
 }
 
+/*
+ * On shutdown, wait briefly for the page in flight and record the
+ * acknowledged prefix, so a restart resends only what may not have arrived.
+ */
+static void
+finish_page_on_shutdown(void)
+{
+	int			k = 0;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_FLUSH_MS);
+
+	if (page == NULL || !outbox_producer_exists())
+		return;
+	while (outbox_producer_outstanding() > 0 && GetCurrentTimestamp() < deadline)
+	{
+		outbox_producer_poll();
+		(void) WaitLatchOrSocket(NULL, WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 outbox_producer_fd(), 50, PG_WAIT_EXTENSION);
+	}
+	outbox_producer_poll();
+	while (k < page->n && (page->fate[k] || outbox_producer_result(k, NULL) == DELIVERY_OK))
+		k++;
+	if (k == 0)
+		return;
+	PG_TRY();
+	{
+		if (k < page->n)
+		{
+			page->n = k;
+			page->pair_done = false;
+			page->last_seq = page->seq[k - 1];
+		}
+		outbox_advance_cursor(page);
+	}
+	PG_CATCH();
+	{
+		/* Not recorded: the page is simply sent again after the restart. */
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
+}
+
 void
 outbox_publisher_main(Datum arg)
 {
@@ -503,5 +556,6 @@ outbox_publisher_main(Datum arg)
 	}
 
 	set_state("stopping");
+	finish_page_on_shutdown();
 	proc_exit(1);
 }

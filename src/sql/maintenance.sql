@@ -148,10 +148,12 @@ DECLARE
     d outbox.dead_letters;
     n bigint := 0;
 BEGIN
-    FOR d IN DELETE FROM outbox.dead_letters x
+    -- In their original order, so events of one key keep theirs.
+    FOR d IN SELECT * FROM outbox.dead_letters x
              WHERE retry_dead.event_id IS NULL OR x.event_id = retry_dead.event_id
-             RETURNING *
+             ORDER BY x.seq FOR UPDATE
     LOOP
+        DELETE FROM outbox.dead_letters x WHERE x.event_id = d.event_id;
         PERFORM outbox._requeue(d);
         n := n + 1;
     END LOOP;

@@ -1,0 +1,119 @@
+# Helpers for the script tests in test/ (sourced). They run inside a
+# throwaway cluster (pg_virtualenv) with outbox_ext preloaded, against the
+# local Kafka of test/kafka_mock. Waits poll with a deadline, never sleep a
+# fixed time for an effect.
+
+TEST_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KAFKA_MOCK="$TEST_ROOT/kafka_mock/kafka_mock"
+TESTS_RUN=0
+TESTS_FAILED=0
+
+ok() { TESTS_RUN=$((TESTS_RUN + 1)); echo "ok - $*"; }
+not_ok() { TESTS_RUN=$((TESTS_RUN + 1)); TESTS_FAILED=$((TESTS_FAILED + 1)); echo "not ok - $*"; }
+check() {                       # check "description" command...
+    local what=$1; shift
+    if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+done_testing() { [ "$TESTS_FAILED" -eq 0 ]; }
+
+q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+# poll_until SECONDS "description" command... : true once the command succeeds.
+poll_until() {
+    local secs=$1 what=$2; shift 2
+    local deadline=$((SECONDS + secs))
+    while [ $SECONDS -lt $deadline ]; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "# timed out after ${secs}s waiting for: $what" >&2
+    return 1
+}
+
+sql_is() {                      # sql_is "SQL" expected
+    [ "$(q -c "$1" 2>/dev/null)" = "$2" ]
+}
+
+# Server settings, applied with a reload.
+set_conf() {                    # set_conf name value
+    q -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# ---- local Kafka ---------------------------------------------------------
+kafka_start() {                 # kafka_start DIR [serve args...]
+    local dir=$1; shift
+    mkdir -p "$dir"
+    setsid "$KAFKA_MOCK" serve --dir "$dir" "$@" >"$dir/log" 2>&1 < /dev/null &
+    poll_until 20 "kafka mock bootstrap file" test -s "$dir/bootstrap"
+}
+kafka_bootstrap() { cat "$1/bootstrap"; }
+kafka_ctl() { local dir=$1; shift; "$KAFKA_MOCK" ctl --dir "$dir" "$@"; }
+kafka_stop() {
+    local dir=$1
+    [ -S "$dir/control" ] && kafka_ctl "$dir" quit >/dev/null 2>&1 || true
+    if [ -f "$dir/pid" ]; then kill "$(cat "$dir/pid")" 2>/dev/null || true; fi
+}
+
+# All messages of a topic as "partition<TAB>offset<TAB>key<TAB>id" lines.
+kafka_dump() {                  # kafka_dump DIR topic
+    kcat -b "$(kafka_bootstrap "$1")" -C -t "$2" -e -q -o beginning \
+         -X socket.nagle.disable=true -f '%p\t%o\t%k\t%h\n' 2>/dev/null |
+        sed -E 's/\t(.*,)?id=([0-9a-f-]{36}).*$/\t\2/'
+}
+
+# ---- the publisher -------------------------------------------------------
+publisher_state() { q -c "SELECT worker_state FROM outbox.status"; }
+publisher_pid() { q -c "SELECT coalesce(worker_pid, 0) FROM outbox.status"; }
+pending_is_zero() { sql_is "SELECT pending FROM outbox.status" 0; }
+
+# Load a topic's dump into table kafka_<name>(part, off, key, event_id) for SQL checks.
+load_dump() {                   # load_dump DIR topic table
+    kafka_dump "$1" "$2" > "$TEST_TMP/$3.tsv"
+    q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS $3" -c "CREATE TABLE $3 (part int, off bigint, key text, event_id uuid)"
+    q -c "\\copy $3 FROM '$TEST_TMP/$3.tsv'"
+}
+
+# Start the local Kafka and point this database's publisher at it.
+publisher_setup() {             # publisher_setup [kafka_mock serve args...]
+    TEST_TMP=$(mktemp -d)
+    KDIR=$TEST_TMP/kafka
+    trap 'kafka_stop "$KDIR"; rm -rf "$TEST_TMP"' EXIT
+    kafka_start "$KDIR" --brokers "${KAFKA_BROKERS:-1}" "$@"
+    q -c "CREATE EXTENSION IF NOT EXISTS outbox_ext"
+    set_conf outbox.poll_interval 200ms
+    set_conf outbox.database "$(q -c 'SELECT current_database()')"
+    set_conf outbox.brokers "$(kafka_bootstrap "$KDIR")"
+    poll_until 30 "publisher idle" sql_is "SELECT worker_state FROM outbox.status" idle
+}
+
+# Every committed event arrived once, no rolled-back one did, and per key
+# the order in Kafka (offset within the partition) is the order of seq.
+check_delivery() {              # check_delivery topic label
+    local topic=$1 label=$2
+    load_dump "$KDIR" "$topic" kafka_got
+    echo "# $label: kafka has $(q -c "SELECT count(*) || ' messages, ' || count(DISTINCT event_id) || ' distinct' FROM kafka_got");" \
+         "missing: $(q -c "SELECT count(*) || ' (seq ' || coalesce(min(seq)::text, '-') || '..' || coalesce(max(seq)::text, '-') || ')'
+                            FROM outbox.events e WHERE e.topic = '$topic'
+                             AND NOT EXISTS (SELECT 1 FROM kafka_got k WHERE k.event_id = e.event_id)")"
+    check "$label: every committed event arrived" sql_is \
+        "SELECT count(*) FROM outbox.events e WHERE e.topic = '$topic'
+           AND NOT EXISTS (SELECT 1 FROM kafka_got k WHERE k.event_id = e.event_id)" 0
+    check "$label: nothing arrived that was not committed" sql_is \
+        "SELECT count(*) FROM kafka_got k
+          WHERE NOT EXISTS (SELECT 1 FROM outbox.events e WHERE e.event_id = k.event_id)" 0
+    # Redelivered copies (at least once) come later; the first copies keep the order.
+    check "$label: per-key order kept" sql_is \
+        "SELECT count(*) FROM (
+           SELECT e.seq < lag(e.seq) OVER (PARTITION BY f.key ORDER BY f.part, f.off) AS backwards
+           FROM (SELECT DISTINCT ON (event_id) * FROM kafka_got ORDER BY event_id, part, off) f
+           JOIN outbox.events e USING (event_id)) s WHERE backwards" 0
+}
+
+# Emit N events in one background session, one per transaction, keys k1..k50.
+emit_in_background() {          # emit_in_background N topic-aggregate  -> sets EMIT_PID
+    psql -X -q -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL &
+SELECT count(*) FROM generate_series(1, $1) g,
+       LATERAL (SELECT outbox.emit('$2', 'k' || (g % 50), 'E', jsonb_build_object('g', g))) e;
+SQL
+    EMIT_PID=$!
+}
