@@ -91,7 +91,7 @@ end_txn(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	outbox_report_idle();
 }
 
 static char *

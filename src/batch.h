@@ -61,6 +61,9 @@ extern bool outbox_key_blocked(const char *topic, const char *key);
 extern void outbox_block_key(const char *topic, const char *key);
 extern TimestampTz outbox_next_parked_due(void);
 
+/* Show the worker's state in pg_stat_activity (publisher.c). */
+extern void outbox_report_idle(void);
+
 extern void outbox_free_page(OutboxPage *page);
 
 /* Run outbox.purge() when it is due (retention, applied by the publisher). */

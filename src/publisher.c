@@ -54,10 +54,28 @@ handle_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+static char current_state[OUTBOX_STATE_LEN] = "starting";
+
+/* Between transactions pg_stat_activity shows the state too. */
+void
+outbox_report_idle(void)
+{
+	char		activity[OUTBOX_STATE_LEN + 32];
+
+	snprintf(activity, sizeof(activity), "outbox_ext publisher: %s", current_state);
+	pgstat_report_activity(STATE_IDLE, activity);
+}
+
+/* The state shows in outbox.status and pg_stat_activity. */
 static void
 set_state(const char *state)
 {
+	if (strcmp(state, current_state) == 0)
+		return;
+	strlcpy(current_state, state, sizeof(current_state));
 	outbox_slot_set_state(MyDatabaseId, state);
+	if (!IsTransactionState())
+		outbox_report_idle();
 }
 
 static void
@@ -547,7 +565,7 @@ outbox_publisher_main(Datum arg)
 			report_error(edata->message);
 			set_state("error");
 			FreeErrorData(edata);
-			pgstat_report_activity(STATE_IDLE, NULL);
+			outbox_report_idle();
 			wait_for_work(ERROR_PAUSE_MS);
 		}
 		PG_END_TRY();
