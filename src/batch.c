@@ -11,6 +11,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -228,6 +229,22 @@ fill_page(OutboxPage *p, MemoryContext cxt, int limit)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Flush WAL up to everything inserted so far. The insert position just past
+ * a page boundary points after the new page's header, which nothing has
+ * written yet: flush up to the boundary, which holds every record.
+ */
+static void
+flush_wal(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+	uint32		in_page = upto % XLOG_BLCKSZ;
+
+	if (in_page != 0 && in_page <= SizeOfXLogLongPHD)
+		upto -= in_page;
+	XLogFlush(upto);
+}
+
 OutboxPage *
 outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t detail_len)
 {
@@ -303,7 +320,7 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	 * a crash must never be published.
 	 */
 	if (p->n > 0)
-		XLogFlush(GetXLogInsertRecPtr());
+		flush_wal();
 	return p;
 }
 

@@ -117,3 +117,12 @@ SELECT count(*) FROM generate_series(1, $1) g,
 SQL
     EMIT_PID=$!
 }
+
+# The server log of this cluster (pg_virtualenv's), and a check that the
+# publisher logged no error there.
+server_log() { pg_lsclusters -h | awk '{print $7; exit}'; }
+check_no_publisher_errors() {   # check_no_publisher_errors label
+    check "$1: no error in outbox.status" sql_is "SELECT coalesce(last_error, 'none') FROM outbox.status" none
+    check "$1: no publisher error in the server log" bash -c \
+        "! grep -E 'outbox_ext publisher: |PANIC|was terminated by signal' '$(server_log)' | grep -v 'Kafka settings changed'"
+}

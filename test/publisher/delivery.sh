@@ -40,5 +40,6 @@ check "a commit wakes the publisher" poll_until 5 "lone event published" \
 # A rolled-back emit does not wake it (nothing to see, but nothing breaks).
 q -c "BEGIN; SELECT outbox.emit('Order', 'ghost', 'OrderPlaced', '{}'); ROLLBACK;" >/dev/null
 check "state is idle again" poll_until 5 "idle" sql_is "SELECT worker_state FROM outbox.status" idle
+check_no_publisher_errors "concurrent writers"
 
 done_testing

@@ -17,6 +17,7 @@ done
 wait $EMIT_PID
 check "the outbox drains" poll_until 120 "pending = 0" pending_is_zero
 check_delivery outbox.event.Order "worker terminated 5 times"
+check_no_publisher_errors "worker restarts"
 check "exactly one publisher" sql_is \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'outbox_ext publisher'" 1
 done_testing
