@@ -60,3 +60,36 @@ SELECT outbox.retry_dead() AS requeued_rest, outbox.retry_dead() AS nothing_left
 SELECT dead, pending FROM outbox.status;
 SELECT pg_temp.publish_all();
 SELECT outbox.event_status(:'e5') AS e5;
+
+-- Parking (the publisher's bookkeeping for events Kafka refuses), called
+-- here directly: a parked event is pending; one behind it on the same key
+-- waits; at outbox.max_attempts it becomes a dead letter and the next one
+-- of its key becomes due at once.
+SELECT outbox.emit('Order', 'pk', 'E', '{}') AS k1 \gset
+SELECT outbox.emit('Order', 'pk', 'E', '{}') AS k2 \gset
+SELECT pg_temp.publish_all();
+SELECT outbox._park(seq, event_id, topic, aggregate_id, 2, 'Broker: Topic authorization failed', 3)
+FROM outbox.events WHERE event_id = :'k1';
+SELECT outbox._park(seq, event_id, topic, aggregate_id, 0, NULL, 3)
+FROM outbox.events WHERE event_id = :'k2';
+SELECT outbox.event_status(:'k1') AS k1, outbox.event_status(:'k2') AS k2;
+SELECT pending, parked FROM outbox.status;
+SELECT attempts, next_attempt_at = 'infinity' AS waiting FROM outbox._parked ORDER BY seq;
+SELECT outbox._parked_failed(seq, 'Broker: Topic authorization failed', true, 3) AS dead
+FROM outbox._parked WHERE event_id = :'k1';
+SELECT outbox.event_status(:'k1') AS k1, attempts, error FROM outbox.dead_letters WHERE event_id = :'k1';
+SELECT attempts, next_attempt_at <= now() AS due_now FROM outbox._parked WHERE event_id = :'k2';
+-- A transient failure does not count as an attempt.
+SELECT outbox._parked_failed(seq, 'Local: Message timed out', false, 3) AS dead
+FROM outbox._parked WHERE event_id = :'k2';
+SELECT attempts FROM outbox._parked WHERE event_id = :'k2';
+SELECT outbox._parked_delivered(seq) FROM outbox._parked WHERE event_id = :'k2';
+SELECT outbox.event_status(:'k2') AS k2, parked FROM outbox.status;
+-- With outbox.max_attempts at or below the attempts already made, parking
+-- dead-letters at once.
+SELECT outbox.emit('Order', 'pk2', 'E', '{}') AS k3 \gset
+SELECT pg_temp.publish_all();
+SELECT outbox._park(seq, event_id, topic, aggregate_id, 2, 'Broker: Topic authorization failed', 1)
+FROM outbox.events WHERE event_id = :'k3';
+SELECT outbox.event_status(:'k3') AS k3, (SELECT attempts FROM outbox.dead_letters WHERE event_id = :'k3');
+SELECT outbox.retry_dead() IS NOT NULL AS cleaned_up;

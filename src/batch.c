@@ -77,8 +77,8 @@ begin_txn(const char *activity, bool repeatable_read)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (repeatable_read)
-		XactIsoLevel = XACT_REPEATABLE_READ;
+	/* Explicit either way: default_transaction_isolation must not change it. */
+	XactIsoLevel = repeatable_read ? XACT_REPEATABLE_READ : XACT_READ_COMMITTED;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -152,6 +152,25 @@ check_extension(char *detail, size_t detail_len)
 	return CURSOR_OK;
 }
 
+/* Percent-encode all but RFC 3986 unreserved characters (for ce_source). */
+static char *
+uri_escape(const char *s)
+{
+	StringInfoData buf;
+	const unsigned char *p;
+
+	initStringInfo(&buf);
+	for (p = (const unsigned char *) s; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~')
+			appendStringInfoChar(&buf, *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	return buf.data;
+}
+
 static void
 build_message(OutboxPage *p, int i, int row, const char *dbname)
 {
@@ -177,7 +196,7 @@ build_message(OutboxPage *p, int i, int row, const char *dbname)
 	HDR("ce_specversion", "1.0");
 	HDR("ce_id", event_id);
 	HDR("ce_type", utf8(col_text(row, 7)));
-	HDR("ce_source", psprintf("/outbox_ext/%s/%s", dbname, aggregate_type));
+	HDR("ce_source", psprintf("/outbox_ext/%s/%s", dbname, uri_escape(aggregate_type)));
 	HDR("ce_time", col_text(row, 11));
 	HDR("content-type", "application/json");
 	HDR("root_id", col_text(row, 3));
@@ -208,7 +227,7 @@ static void
 fill_page(OutboxPage *p, MemoryContext cxt, int limit)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	char	   *dbname = get_database_name(MyDatabaseId);
+	char	   *dbname = uri_escape(utf8(get_database_name(MyDatabaseId)));
 	uint64		i;
 
 	p->n = SPI_processed;
@@ -344,8 +363,8 @@ park_marked(OutboxPage *p)
 
 	for (i = 0; i < p->n; i++)
 	{
-		Datum		values[6];
-		Oid			types[6] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+		Datum		values[7];
+		Oid			types[7] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT4OID};
 
 		if (!p->fate[i])
 			continue;
@@ -356,8 +375,9 @@ park_marked(OutboxPage *p)
 		/* The first try and the try on its own: two attempts. */
 		values[4] = Int32GetDatum(p->fate[i] == 'P' ? 2 : 0);
 		values[5] = CStringGetTextDatum(p->error[i] ? p->error[i] : "waiting behind an earlier event of its key");
-		if (SPI_execute_with_args("SELECT outbox._park($1, $2, $3, $4, $5, $6)",
-								  6, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		values[6] = Int32GetDatum(outbox_max_attempts);
+		if (SPI_execute_with_args("SELECT outbox._park($1, $2, $3, $4, $5, $6, $7)",
+								  7, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "parking an event failed");
 	}
 }

@@ -46,6 +46,7 @@ typedef struct CaptureState
 	AttrNumber *key_attnums;
 	FmgrInfo	to_jsonb;		/* to_jsonb(<table row type>) */
 	OutboxWriter *writer;		/* opened lazily, lives in statement_cxt */
+	bool		bulk;			/* statement-level: many rows, multi-inserts */
 	MemoryContext statement_cxt;
 	MemoryContext row_cxt;		/* reset after every row */
 } CaptureState;
@@ -189,7 +190,7 @@ emit_one(CaptureState *cs, const char *aggregate_id, Jsonb *payload)
 		MemoryContext saved = MemoryContextSwitchTo(cs->statement_cxt);
 
 		cs->topic = outbox_resolve_topic(NULL, cs->aggregate_type, cs->event_type);
-		cs->writer = outbox_writer_open();
+		cs->writer = outbox_writer_open(cs->bulk);
 		MemoryContextSwitchTo(saved);
 	}
 	ev.topic = cs->topic;
@@ -362,6 +363,7 @@ outbox_capture_trigger(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 						 errmsg("statement-level outbox capture needs transition tables"),
 						 errhint("Use outbox.capture(table) to install it.")));
+			cs.bulk = true;
 			capture_statement(&cs, td, has_old, has_new);
 		}
 	}

@@ -85,7 +85,7 @@ outbox_emit(PG_FUNCTION_ARGS)
 								  ev.event_type, ev.traceparent);
 	}
 
-	w = outbox_writer_open();
+	w = outbox_writer_open(false);
 	outbox_writer_insert(w, &ev);
 	outbox_writer_close(w);
 	outbox_note_emit();

@@ -8,6 +8,7 @@
 #include <limits.h>
 
 #include "compat.h"
+#include "utils/varlena.h"
 #include "guc.h"
 #include "kafka_config.h"
 #include "validate.h"
@@ -66,6 +67,29 @@ check_traceparent(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("\"%s\" is not a W3C traceparent.", *newval);
 		GUC_check_errhint("The format is 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, "
 						  "lower case, with non-zero ids.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_database_list(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names = NIL;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	copy = strdup(*newval);	/* hooks may run in the postmaster, outside memory contexts */
+	if (copy == NULL)
+		return false;
+	ok = SplitGUCList(copy, ',', &names);
+	list_free(names);
+	free(copy);
+	if (!ok)
+	{
+		GUC_check_errdetail("outbox.database must be a comma-separated list of database names.");
 		return false;
 	}
 	return true;
@@ -153,7 +177,7 @@ OutboxGucInit(void)
 							   &outbox_databases,
 							   "",
 							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
+							   check_database_list, NULL, NULL);
 
 	DefineCustomStringVariable("outbox.brokers",
 							   "Kafka bootstrap servers (host:port,...); empty pauses publishing.",

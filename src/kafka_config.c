@@ -36,7 +36,9 @@ static const char *const defaults[][2] = {
 	{"socket.nagle.disable", "true"},
 	{"queue.buffering.max.kbytes", "65536"},
 	{"queue.buffering.max.messages", "1000000"},
-	{"message.timeout.ms", "300000"},
+	/* Never give up on a message: librdkafka retries transient errors in order, so
+	 * an outage can not reorder a key (a finite timeout could leave a gap). */
+	{"message.timeout.ms", "0"},
 	{"log.queue", "true"},
 	{"client.id", "outbox_ext"},
 	{NULL, NULL}

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
@@ -21,6 +23,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
@@ -38,6 +41,9 @@ typedef struct Publisher
 } Publisher;
 
 static Publisher publishers[OUTBOX_MAX_DATABASES];
+static MemoryContext reconcile_cxt = NULL;
+
+static void forget_slot(Oid dboid);
 
 void
 OutboxLauncherInit(void)
@@ -149,13 +155,59 @@ start_publisher(Publisher *p)
 	}
 }
 
+/* The live publisher of a database as shared memory knows it, or 0. */
+static pid_t
+slot_pid(Oid dboid)
+{
+	OutboxDbSlot *slot;
+	pid_t		pid = 0;
+
+	outbox_shmem_lock(false);
+	slot = outbox_slot_for(dboid, false);
+	if (slot)
+		pid = slot->pid;
+	outbox_shmem_unlock();
+	if (pid != 0 && kill(pid, 0) != 0)
+		pid = 0;
+	return pid;
+}
+
+/*
+ * Running: started by us and not stopped, or holding the database's slot
+ * (a publisher a previous launcher started: we have no handle for it).
+ */
 static bool
 is_running(Publisher *p)
 {
 	pid_t		pid;
 
-	return p->handle != NULL &&
-		GetBackgroundWorkerPid(p->handle, &pid) != BGWH_STOPPED;
+	if (p->handle != NULL && GetBackgroundWorkerPid(p->handle, &pid) != BGWH_STOPPED)
+		return true;
+	return slot_pid(p->dboid) != 0;
+}
+
+/* Publishers of databases no longer wanted, including ones we have no handle for. */
+static void
+stop_unwanted_slots(Oid *wanted, int nwanted)
+{
+	int			i;
+
+	for (i = 0; i < OUTBOX_MAX_DATABASES; i++)
+	{
+		Oid			dboid;
+		pid_t		pid;
+
+		outbox_shmem_lock(false);
+		dboid = outbox_shared->slots[i].dboid;
+		pid = outbox_shared->slots[i].pid;
+		outbox_shmem_unlock();
+		if (!OidIsValid(dboid) || is_wanted(dboid, wanted, nwanted))
+			continue;
+		if (pid != 0 && kill(pid, 0) == 0)
+			kill(pid, SIGTERM);
+		else
+			forget_slot(dboid);
+	}
 }
 
 static void
@@ -187,12 +239,14 @@ reconcile(void)
 			continue;
 		if (is_running(p))
 		{
-			TerminateBackgroundWorker(p->handle);
+			if (p->handle)
+				TerminateBackgroundWorker(p->handle);
 			continue;			/* forget it once it has stopped */
 		}
 		forget_slot(p->dboid);
 		memset(p, 0, sizeof(*p));
 	}
+	stop_unwanted_slots(wanted, nwanted);
 
 	/* Start (or restart) the wanted ones. */
 	for (i = 0; i < nwanted; i++)
@@ -243,6 +297,7 @@ outbox_launcher_main(Datum arg)
 	outbox_shared->launcher_pid = MyProcPid;
 	outbox_shared->launcher_latch = MyLatch;
 	before_shmem_exit(launcher_detach, (Datum) 0);
+	reconcile_cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -252,7 +307,11 @@ outbox_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* Everything reconcile() allocates is dropped every round. */
+		MemoryContextSwitchTo(reconcile_cxt);
 		reconcile();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(reconcile_cxt);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 RESTART_BACKOFF_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

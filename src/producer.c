@@ -228,7 +228,11 @@ outbox_producer_send(int index, const OutboxMessage *msg, char *errbuf, size_t e
 	rd_kafka_resp_err_t err;
 	int			i;
 
-	Assert(index >= 0 && index < capacity);
+	if (index < 0 || index >= capacity)
+	{
+		snprintf(errbuf, errlen, "message %d is beyond the producer's capacity of %d", index, capacity);
+		return false;
+	}
 	hdrs = rd_kafka_headers_new(msg->nheaders);
 	for (i = 0; i < msg->nheaders; i++)
 		rd_kafka_header_add(hdrs, msg->header_names[i], -1,

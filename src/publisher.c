@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -43,6 +44,8 @@ static volatile sig_atomic_t got_sigterm = false;
 static OutboxPage *page = NULL;		/* in flight, or NULL */
 static char *producer_config = NULL;	/* settings the producer was built from */
 static bool keys_loaded = false;	/* blocked keys read from outbox._parked */
+static bool settings_reloaded = true;	/* a SIGHUP was processed since the last check */
+static bool flushed_on_shutdown = false;
 
 static void
 handle_sigterm(SIGNAL_ARGS)
@@ -89,7 +92,7 @@ publisher_detach(int code, Datum arg)
 {
 	OutboxDbSlot *slot;
 
-	outbox_producer_destroy(SHUTDOWN_FLUSH_MS);
+	outbox_producer_destroy(flushed_on_shutdown ? 0 : SHUTDOWN_FLUSH_MS);
 	outbox_shmem_lock(true);
 	slot = outbox_slot_for(MyDatabaseId, false);
 	if (slot && slot->pid == MyProcPid)
@@ -130,11 +133,22 @@ try_lock_database(void)
 	return res != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/* What the producer is built from; an edited secrets file counts as a change. */
 static char *
 current_producer_config(void)
 {
-	return psprintf("%s\n%s\n%s\n%d", outbox_brokers, outbox_kafka_config,
-					outbox_kafka_config_file, outbox_batch_size);
+	struct stat st;
+	long		mtime = 0,
+				size = 0;
+
+	if (outbox_kafka_config_file && outbox_kafka_config_file[0] &&
+		stat(outbox_kafka_config_file, &st) == 0)
+	{
+		mtime = (long) st.st_mtime;
+		size = (long) st.st_size;
+	}
+	return psprintf("%s\n%s\n%s\n%ld\n%ld\n%d", outbox_brokers, outbox_kafka_config,
+					outbox_kafka_config_file, mtime, size, outbox_batch_size);
 }
 
 static void
@@ -151,8 +165,13 @@ static bool
 ensure_producer(void)
 {
 	char		err[1024];
-	char	   *wanted = current_producer_config();
+	char	   *wanted;
 
+	/* Settings only change at a reload: compare only after one. */
+	if (outbox_producer_exists() && !settings_reloaded)
+		return true;
+	settings_reloaded = false;
+	wanted = current_producer_config();
 	if (outbox_producer_exists() && producer_config && strcmp(wanted, producer_config) == 0)
 	{
 		pfree(wanted);
@@ -165,12 +184,14 @@ ensure_producer(void)
 		if (page)
 			outbox_producer_reset_results(page->n);
 	}
-	if (!outbox_producer_create(outbox_batch_size, err, sizeof(err)))
+	/* Room for the page in flight too, if batch_size was just lowered. */
+	if (!outbox_producer_create(Max(outbox_batch_size, page ? page->n : 0), err, sizeof(err)))
 	{
 		ereport(LOG, (errmsg("outbox_ext publisher: %s", err)));
 		report_error(err);
 		set_state("config_error");
 		pfree(wanted);
+		settings_reloaded = true;	/* try again after the pause (a file may appear) */
 		return false;
 	}
 	producer_config = MemoryContextStrdup(TopMemoryContext, wanted);
@@ -446,6 +467,7 @@ publish_step(void)
 		page = NULL;
 		if (GetCurrentTimestamp() >= outbox_next_parked_due())
 			retry_parked();
+		outbox_maybe_purge();	/* due once a minute, busy or not */
 		return;					/* straight on to the next page */
 	}
 	wait_for_work(outbox_poll_interval_ms);
@@ -463,6 +485,7 @@ finish_page_on_shutdown(void)
 
 	if (page == NULL || !outbox_producer_exists())
 		return;
+	flushed_on_shutdown = true;
 	while (outbox_producer_outstanding() > 0 && GetCurrentTimestamp() < deadline)
 	{
 		outbox_producer_poll();
@@ -507,6 +530,16 @@ outbox_publisher_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("outbox_ext publisher");
 
+	/*
+	 * Only the holder of the database's lock takes its slot (pid, latch): a
+	 * duplicate started by a restarted launcher waits without stealing the
+	 * wake-ups or the place in outbox.status.
+	 */
+	while (!got_sigterm && !try_lock_database())
+		wait_for_work(outbox_poll_interval_ms);
+	if (got_sigterm)
+		proc_exit(1);
+
 	outbox_shmem_lock(true);
 	slot = outbox_slot_for(dboid, true);
 	if (slot)
@@ -518,12 +551,6 @@ outbox_publisher_main(Datum arg)
 	outbox_shmem_unlock();
 	before_shmem_exit(publisher_detach, (Datum) 0);
 
-	while (!got_sigterm && !try_lock_database())
-	{
-		set_state("waiting_for_lock");
-		wait_for_work(outbox_poll_interval_ms);
-	}
-
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "outbox publisher loop", ALLOCSET_DEFAULT_SIZES);
 	while (!got_sigterm)
 	{
@@ -533,6 +560,7 @@ outbox_publisher_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			settings_reloaded = true;
 		}
 		if (outbox_brokers == NULL || outbox_brokers[0] == '\0')
 		{

@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -71,6 +72,9 @@ typedef struct StorageCache
 
 static StorageCache cache = {false};
 
+/* Rows a bulk writer collects before one multi-insert, as COPY does. */
+#define BULK_ROWS 1000
+
 struct OutboxWriter
 {
 	Relation	rel;
@@ -80,6 +84,13 @@ struct OutboxWriter
 	TupleTableSlot *tts;
 	Datum		xid;
 	Datum		created_at;
+	/* bulk mode */
+	bool		bulk;
+	MemoryContext cxt;			/* the writer's own memory, the caller's at open */
+	MemoryContext bulk_cxt;		/* the buffered tuples */
+	BulkInsertState bistate;
+	TupleTableSlot **slots;
+	int			nbuffered;
 };
 
 PG_FUNCTION_INFO_V1(outbox_invalidate_slot_cache);
@@ -203,7 +214,7 @@ outbox_relation_oid(const char *relname)
 }
 
 OutboxWriter *
-outbox_writer_open(void)
+outbox_writer_open(bool bulk)
 {
 	OutboxWriter *w;
 
@@ -213,6 +224,7 @@ outbox_writer_open(void)
 
 	ensure_cache();
 	w = palloc0(sizeof(OutboxWriter));
+	w->cxt = CurrentMemoryContext;
 	w->slotno = cache.current_slot;
 	w->rel = table_open(cache.child[w->slotno], RowExclusiveLock);
 	if (RelationGetDescr(w->rel)->natts != NUM_EVENT_COLUMNS)
@@ -228,7 +240,34 @@ outbox_writer_open(void)
 	w->tts = MakeSingleTupleTableSlot(RelationGetDescr(w->rel), &TTSOpsHeapTuple);
 	w->xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	w->created_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (bulk)
+	{
+		w->bulk = true;
+		w->bulk_cxt = AllocSetContextCreate(CurrentMemoryContext, "outbox bulk rows",
+											ALLOCSET_DEFAULT_SIZES);
+		w->bistate = GetBulkInsertState();
+		w->slots = palloc0(sizeof(TupleTableSlot *) * BULK_ROWS);	/* made as needed */
+	}
 	return w;
+}
+
+/* Insert the buffered rows with one multi-insert, then their index entries. */
+static void
+flush_bulk(OutboxWriter *w)
+{
+	int			i;
+
+	if (w->nbuffered == 0)
+		return;
+	table_multi_insert(w->rel, w->slots, w->nbuffered, GetCurrentCommandId(true), 0, w->bistate);
+	for (i = 0; i < w->nbuffered; i++)
+	{
+		outbox_insert_index_tuples(w->rri, w->slots[i], w->estate);
+		ExecClearTuple(w->slots[i]);
+		ResetPerTupleExprContext(w->estate);
+	}
+	w->nbuffered = 0;
+	MemoryContextReset(w->bulk_cxt);
 }
 
 static inline Datum
@@ -265,6 +304,25 @@ outbox_writer_insert(OutboxWriter *w, const OutboxEvent *ev)
 	nulls[COL_HEADERS] = (ev->headers == NULL);
 	values[COL_TRACEPARENT] = text_or_null(ev->traceparent, &nulls[COL_TRACEPARENT]);
 
+	if (w->bulk)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->bulk_cxt);
+
+		tup = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
+		MemoryContextSwitchTo(old);
+		if (w->slots[w->nbuffered] == NULL)
+		{
+			/* Slots outlive the row being captured: the writer's memory. */
+			old = MemoryContextSwitchTo(w->cxt);
+			w->slots[w->nbuffered] = MakeSingleTupleTableSlot(RelationGetDescr(w->rel),
+															  &TTSOpsHeapTuple);
+			MemoryContextSwitchTo(old);
+		}
+		ExecStoreHeapTuple(tup, w->slots[w->nbuffered++], false);
+		if (w->nbuffered == BULK_ROWS)
+			flush_bulk(w);
+		return;
+	}
 	tup = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
 	ExecStoreHeapTuple(tup, w->tts, true);
 	table_tuple_insert(w->rel, w->tts, GetCurrentCommandId(true), 0, NULL);
@@ -276,6 +334,17 @@ outbox_writer_insert(OutboxWriter *w, const OutboxEvent *ev)
 void
 outbox_writer_close(OutboxWriter *w)
 {
+	if (w->bulk)
+	{
+		int			i;
+
+		flush_bulk(w);
+		for (i = 0; i < BULK_ROWS && w->slots[i]; i++)
+			ExecDropSingleTupleTableSlot(w->slots[i]);
+		FreeBulkInsertState(w->bistate);
+		table_finish_bulk_insert(w->rel, 0);
+		MemoryContextDelete(w->bulk_cxt);
+	}
 	ExecCloseIndices(w->rri);
 	ExecDropSingleTupleTableSlot(w->tts);
 	FreeExecutorState(w->estate);

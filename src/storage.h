@@ -33,8 +33,11 @@ typedef struct OutboxWriter OutboxWriter;
 
 extern void OutboxStorageInit(void);
 
-/* Open the current child table and its indexes for one or more inserts. */
-extern OutboxWriter *outbox_writer_open(void);
+/*
+ * Open the current child table and its indexes for one or more inserts;
+ * bulk writers buffer rows for multi-inserts (flushed at close).
+ */
+extern OutboxWriter *outbox_writer_open(bool bulk);
 extern void outbox_writer_insert(OutboxWriter *w, const OutboxEvent *ev);
 extern void outbox_writer_close(OutboxWriter *w);
 

@@ -9,6 +9,7 @@
 
 #include <sys/time.h>
 
+#include "miscadmin.h"
 #include "port.h"
 #include "utils/uuid.h"
 
@@ -16,6 +17,33 @@
 
 /* Last (ms << 12 | sub-ms) used by this backend, to stay strictly increasing. */
 static uint64 last_stamp = 0;
+
+/*
+ * Random bits come from the strong source in blocks: one call per 512 ids
+ * instead of one per id (its per-call overhead dominated bulk capture).
+ */
+#define RANDOM_BLOCK 4096
+static unsigned char random_block[RANDOM_BLOCK];
+static int	random_used = RANDOM_BLOCK;
+static int	random_pid = 0;
+
+static void
+take_random(unsigned char *dst)
+{
+	/* A forked process must not reuse its parent's block. */
+	if (random_used + 8 > RANDOM_BLOCK || random_pid != MyProcPid)
+	{
+		if (!pg_strong_random(random_block, RANDOM_BLOCK))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes for an event id")));
+		random_used = 0;
+		random_pid = MyProcPid;
+	}
+	memcpy(dst, random_block + random_used, 8);
+	explicit_bzero(random_block + random_used, 8);
+	random_used += 8;
+}
 
 void
 outbox_uuid7_generate(pg_uuid_t *out)
@@ -35,10 +63,7 @@ outbox_uuid7_generate(pg_uuid_t *out)
 	ms = stamp >> 12;
 	sub = stamp & 0xFFF;
 
-	if (!pg_strong_random(out->data + 8, 8))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes for an event id")));
+	take_random(out->data + 8);
 
 	out->data[0] = (unsigned char) (ms >> 40);
 	out->data[1] = (unsigned char) (ms >> 32);

@@ -4,9 +4,9 @@
  * once per committed transaction that emitted, and never on abort. The poll
  * interval is only the fallback (two-phase commit, a library not preloaded).
  *
- * It also owns a ProcessUtility hook: DROP DATABASE, renaming a database or
- * moving it to another tablespace fail while any session is connected to
- * it, publisher included, so the publisher of that database is stopped and
+ * It also owns a ProcessUtility hook: DROP DATABASE, renaming a database,
+ * moving it to another tablespace or using it as a template fail while any
+ * session is connected to it, publisher included, so the publisher of that database is stopped and
  * kept from restarting until the statement is over.
  */
 #include "postgres.h"
@@ -15,6 +15,7 @@
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -62,6 +63,15 @@ database_needing_exclusive_access(Node *stmt)
 
 	if (IsA(stmt, DropdbStmt))
 		name = ((DropdbStmt *) stmt)->dbname;
+	else if (IsA(stmt, CreatedbStmt))
+	{
+		ListCell   *lc;
+
+		/* Copying a database needs its template free of sessions too. */
+		foreach(lc, ((CreatedbStmt *) stmt)->options)
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "template") == 0)
+				name = defGetString((DefElem *) lfirst(lc));
+	}
 	else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
 		name = ((RenameStmt *) stmt)->subname;
 	else if (IsA(stmt, AlterDatabaseStmt))

@@ -43,7 +43,7 @@ CREATE INDEX _parked_due_idx ON outbox._parked (next_attempt_at);
 COMMENT ON TABLE outbox._parked IS 'Events Kafka refused, retried with backoff (internal).';
 SELECT pg_catalog.pg_extension_config_dump('outbox._parked', '');
 
--- Delay before attempt n+1: 1 s, 2 s, 4 s ... at most 5 minutes.
+-- Delay after n attempts: 1 s after the first, then 2 s, 4 s ... at most 5 minutes.
 CREATE FUNCTION outbox._backoff(attempts integer)
 RETURNS interval
 LANGUAGE sql IMMUTABLE
@@ -51,12 +51,15 @@ AS $$ SELECT least(power(2, greatest(attempts - 1, 0)), 300) * interval '1 secon
 
 -- Park one event: the head of its key is retried after a backoff; one
 -- behind another parked event of its key waits until that one is resolved.
+-- An event refused as often as outbox.max_attempts allows goes straight to
+-- the dead letters (through _parked_failed, so its key is released in order).
 CREATE FUNCTION outbox._park(p_seq bigint, p_event_id uuid, p_topic text, p_key text,
-                             p_attempts integer, p_error text)
+                             p_attempts integer, p_error text, p_max_attempts integer)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO outbox._parked (seq, event_id, topic, key, attempts, next_attempt_at, last_error)
     VALUES (p_seq, p_event_id, p_topic, p_key, p_attempts,
             CASE WHEN EXISTS (SELECT 1 FROM outbox._parked k
@@ -64,7 +67,13 @@ AS $$
                  THEN 'infinity'::timestamptz
                  ELSE now() + outbox._backoff(p_attempts) END,
             p_error)
-    ON CONFLICT (seq) DO NOTHING
+    ON CONFLICT (seq) DO NOTHING;
+    IF p_attempts > 0 AND p_attempts >= p_max_attempts THEN
+        -- Counted already: record it as dead without another attempt.
+        UPDATE outbox._parked SET attempts = attempts - 1 WHERE seq = p_seq;
+        PERFORM outbox._parked_failed(p_seq, p_error, true, p_max_attempts);
+    END IF;
+END
 $$;
 
 -- The next parked event of a key becomes due once the one before it is gone.

@@ -20,8 +20,11 @@ AS $$
                         THEN 'published'
                     ELSE 'pending' END AS status,
                e.created_at, e.seq
-        FROM outbox.events e, cur c
-        WHERE e.root_id = $1
+        FROM (SELECT * FROM outbox.events x             -- by the partial root_id index
+              WHERE x.root_id = $1 AND x.root_id <> x.event_id
+              UNION ALL
+              SELECT * FROM outbox.events x             -- the root itself, by event_id
+              WHERE x.event_id = $1 AND x.root_id = x.event_id) e, cur c
         ORDER BY e.event_id, e.seq DESC),
     -- ... and events of this process emitted elsewhere but processed here.
     nodes AS (
