@@ -16,10 +16,12 @@
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
+#include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "common/hashfn.h"
 #include "utils/array.h"
+#include "utils/jsonb.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -38,16 +40,11 @@
 "       e.aggregate_type, e.aggregate_id, e.event_type, e.topic," \
 "       coalesce(e.key, e.aggregate_id), e.payload::text," \
 "       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
-"       e.traceparent, h.names, h.vals"
-#define HEADERS_JOIN \
-"  LEFT JOIN LATERAL (SELECT array_agg(j.key ORDER BY j.key) AS names," \
-"                            array_agg(j.value ORDER BY j.key) AS vals" \
-"                       FROM jsonb_each_text(e.headers) j) h ON e.headers IS NOT NULL"
+"       e.traceparent, e.headers"
 
 static const char *page_sql =
 EVENT_COLUMNS
 "  FROM outbox.events e"
-HEADERS_JOIN
 " WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
 "        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
 "   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)"
@@ -58,7 +55,6 @@ HEADERS_JOIN
 static const char *parked_sql =
 EVENT_COLUMNS
 "  FROM outbox._parked p JOIN outbox.events e ON e.seq = p.seq"
-HEADERS_JOIN
 " WHERE p.next_attempt_at <= now()"
 " ORDER BY p.seq"
 " LIMIT $1";
@@ -110,25 +106,33 @@ utf8(const char *s)
 	return pg_server_to_any(s, strlen(s), PG_UTF8);
 }
 
-/* Elements of a text[] column as C strings, in page memory. */
+/* The user's headers (a flat jsonb object of strings) as names and values. */
 static int
-text_array(int row, int col, char ***out)
+user_headers(int row, int col, char ***names, char ***vals)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n,
-				i;
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
 
-	*out = NULL;
+	*names = *vals = NULL;
 	if (isnull)
 		return 0;
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	*out = palloc(sizeof(char *) * n);
-	for (i = 0; i < n; i++)
-		(*out)[i] = nulls[i] ? pstrdup("") : utf8(TextDatumGetCString(elems[i]));
+	jb = DatumGetJsonbP(d);
+	*names = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	*vals = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			(*names)[n] = utf8(pnstrdup(v.val.string.val, v.val.string.len));
+		else if (tok == WJB_VALUE)
+			(*vals)[n++] = v.type == jbvString ?
+				utf8(pnstrdup(v.val.string.val, v.val.string.len)) : pstrdup("");
+	}
 	return n;
 }
 
@@ -177,7 +181,7 @@ build_message(OutboxPage *p, int i, int row, const char *dbname)
 	OutboxMessage *m = &p->msgs[i];
 	char	  **user_names,
 			  **user_vals;
-	int			nuser = text_array(row, 13, &user_names);
+	int			nuser = user_headers(row, 13, &user_names, &user_vals);
 	char	   *event_id = col_text(row, 2);
 	char	   *causation = col_text(row, 4);
 	char	   *aggregate_type = utf8(col_text(row, 5));
@@ -187,7 +191,6 @@ build_message(OutboxPage *p, int i, int row, const char *dbname)
 	int			h = 0,
 				u;
 
-	(void) text_array(row, 14, &user_vals);
 	names = palloc(sizeof(char *) * (FIXED_HEADERS + nuser));
 	vals = palloc(sizeof(char *) * (FIXED_HEADERS + nuser));
 
@@ -314,9 +317,36 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	p->after_seq = Max(page_seq ? strtoll(page_seq, NULL, 10) : 0, strtoll(fence, NULL, 10));
 	MemoryContextSwitchTo(old);
 
+	/*
+	 * Pages walk the seq index from after_seq. A new pair starts just below
+	 * its lowest candidate, found once through the xid index, so the walk
+	 * never crosses the already published history.
+	 */
+	if (page_seq == NULL)
+	{
+		Datum		v[2];
+		Oid			t[2] = {TEXTOID, TEXTOID};
+		bool		isnull;
+		Datum		min_seq;
+
+		v[0] = CStringGetTextDatum(p->prev_snap);
+		v[1] = CStringGetTextDatum(p->cur_snap);
+		if (SPI_execute_with_args("SELECT min(e.seq) - 1 FROM outbox.events e"
+								  " WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
+								  "        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
+								  "   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)",
+								  2, t, v, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "finding the start of a batch failed");
+		min_seq = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			p->after_seq = Max(p->after_seq, DatumGetInt64(min_seq));
+	}
+
 	if (page_plan == NULL)
 	{
-		page_plan = SPI_prepare(page_sql, 4, types);
+		/* Generic: walk the seq index in order and stop at the limit (a custom
+		 * plan would fetch and sort the whole pair for every page). */
+		page_plan = SPI_prepare_cursor(page_sql, 4, types, CURSOR_OPT_GENERIC_PLAN);
 		if (page_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(page_plan);

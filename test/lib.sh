@@ -87,7 +87,8 @@ publisher_setup() {             # publisher_setup [kafka_mock serve args...]
 }
 
 # Every committed event arrived once, no rolled-back one did, and per key
-# the order in Kafka (offset within the partition) is the order of seq.
+# the order in Kafka (offset within the partition) is the order of seq
+# (writers of one key must serialize on it, as aggregate_writer_script does).
 check_delivery() {              # check_delivery topic label
     local topic=$1 label=$2
     load_dump "$KDIR" "$topic" kafka_got
@@ -125,4 +126,19 @@ check_no_publisher_errors() {   # check_no_publisher_errors label
     check "$1: no error in outbox.status" sql_is "SELECT coalesce(last_error, 'none') FROM outbox.status" none
     check "$1: no publisher error in the server log" bash -c \
         "! grep -E 'outbox_ext publisher: |PANIC|was terminated by signal' '$(server_log)' | grep -v 'Kafka settings changed'"
+}
+
+# pgbench script: one event per transaction for one of 'keys' aggregates,
+# each writer first locking its aggregate's row as applications do, so
+# per-key order is defined (see check_delivery).
+aggregate_writer_script() {     # aggregate_writer_script FILE KEYS
+    q -c "CREATE TABLE IF NOT EXISTS aggregates (k int PRIMARY KEY, version int NOT NULL DEFAULT 0)" \
+      -c "INSERT INTO aggregates SELECT g FROM generate_series(1, $2) g ON CONFLICT DO NOTHING" >/dev/null
+    cat > "$1" <<SQL
+\\set k random(1, $2)
+BEGIN;
+UPDATE aggregates SET version = version + 1 WHERE k = :k;
+SELECT outbox.emit('Order', 'k' || :k, 'OrderPlaced', '{}');
+COMMIT;
+SQL
 }

@@ -6,10 +6,7 @@ set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 publisher_setup --topic outbox.event.Order:8
 
-cat > "$TEST_TMP/emit.sql" <<'SQL'
-\set k random(1, 100)
-SELECT outbox.emit('Order', 'k' || :k, 'OrderPlaced', '{}');
-SQL
+aggregate_writer_script "$TEST_TMP/emit.sql" 100
 pgbench -n -c 2 -j 2 -T 20 -R 200 -f "$TEST_TMP/emit.sql" >"$TEST_TMP/pgbench.log" 2>&1 &
 writers=$!
 poll_until 10 "first events published" sql_is "SELECT published > 0 FROM outbox.status" t

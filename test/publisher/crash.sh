@@ -14,10 +14,7 @@ sockdir=$(q -c "SHOW unix_socket_directories" | cut -d, -f1)
 cluster_up() { q -c "SELECT 1" >/dev/null 2>&1; }
 published() { q -c "SELECT published FROM outbox.status"; }
 
-cat > "$TEST_TMP/emit.sql" <<'SQL'
-\set k random(1, 200)
-SELECT outbox.emit('Order', 'k' || :k, 'OrderPlaced', '{}');
-SQL
+aggregate_writer_script "$TEST_TMP/emit.sql" 200
 # Writers until the crash cuts them off (pgbench then exits with an error).
 start_writers() {
     pgbench -n -c 4 -j 2 -T 60 -R 1000 -f "$TEST_TMP/emit.sql" >/dev/null 2>&1 &
