@@ -193,8 +193,7 @@ DECLARE
     fence     bigint;
     n         bigint := 0;
 BEGIN
-    SELECT s.system_identifier, d.oid INTO me_sysid, me_dat
-    FROM pg_control_system() s, pg_database d WHERE d.datname = current_database();
+    SELECT i.system_identifier, i.datoid INTO me_sysid, me_dat FROM outbox._cursor_identity() i;
     -- No emit may run while the fence is drawn.
     LOCK TABLE outbox.events IN EXCLUSIVE MODE;
     LOCK TABLE outbox._cursor IN EXCLUSIVE MODE;

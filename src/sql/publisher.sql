@@ -7,8 +7,8 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO outbox._cursor AS c (system_identifier, datoid, prev_snap, cur_snap, page_seq, published_total)
-    SELECT s.system_identifier, d.oid, prev, cur, page_seq, published
-    FROM pg_control_system() s, pg_database d WHERE d.datname = current_database()
+    SELECT i.system_identifier, i.datoid, prev, cur, page_seq, published
+    FROM outbox._cursor_identity() i
     ON CONFLICT (system_identifier, datoid) DO UPDATE
        SET prev_snap = excluded.prev_snap, cur_snap = excluded.cur_snap,
            page_seq = excluded.page_seq,
@@ -100,8 +100,7 @@ BEGIN
     IF FOUND THEN
         UPDATE outbox._cursor SET published_total = published_total + 1
         WHERE (system_identifier, datoid) =
-              (SELECT s.system_identifier, d.oid FROM pg_control_system() s, pg_database d
-               WHERE d.datname = current_database());
+              (SELECT i.system_identifier, i.datoid FROM outbox._cursor_identity() i);
         PERFORM outbox._release_key(p.topic, p.key);
     END IF;
 END

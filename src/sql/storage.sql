@@ -76,13 +76,23 @@ CREATE TABLE outbox._cursor (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (system_identifier, datoid)
 );
+-- Which cursor row is this database's: the cluster's system identifier and
+-- the database's OID (both change with pg_dump/restore, pg_upgrade, clones).
+CREATE FUNCTION outbox._cursor_identity(OUT system_identifier bigint, OUT datoid oid)
+RETURNS record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.system_identifier, d.oid
+    FROM pg_control_system() s, pg_database d
+    WHERE d.datname = current_database()
+$$;
+
 -- Starts at "nothing published yet": if this row ever meets restored events
 -- (pg_restore --clean into the same database, where the old row cannot be
 -- loaded beside it), they are published again rather than taken as sent.
 INSERT INTO outbox._cursor (system_identifier, datoid, prev_snap)
-SELECT s.system_identifier, d.oid, '3:3:'::pg_snapshot
-FROM pg_control_system() s, pg_database d
-WHERE d.datname = current_database();
+SELECT system_identifier, datoid, '3:3:'::pg_snapshot FROM outbox._cursor_identity();
 COMMENT ON TABLE outbox._cursor IS 'Publisher progress (internal); see outbox.reset_cursor().';
 
 CREATE TABLE outbox.dead_letters (
@@ -113,10 +123,7 @@ RETURNS TABLE (prev_snap pg_snapshot, cur_snap pg_snapshot, page_seq bigint,
                fence_seq bigint, published_total bigint, foreign_rows bigint)
 LANGUAGE sql STABLE SECURITY DEFINER ROWS 1 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH me AS (
-        SELECT s.system_identifier AS sysid, d.oid AS datoid
-        FROM pg_control_system() s, pg_database d
-        WHERE d.datname = current_database())
+    WITH me AS (SELECT system_identifier AS sysid, datoid FROM outbox._cursor_identity())
     SELECT coalesce(c.prev_snap, '3:3:'::pg_snapshot), c.cur_snap, c.page_seq,
            coalesce(c.fence_seq, 0), coalesce(c.published_total, 0),
            (SELECT count(*) FROM outbox._cursor o, me
