@@ -22,6 +22,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -87,11 +88,9 @@ resolve_key_columns(CaptureState *cs, Trigger *trig)
 static void
 setup_to_jsonb(CaptureState *cs)
 {
-	Oid			fn = fmgr_internal_function("to_jsonb");
+	Oid			fn = F_TO_JSONB;	/* to_jsonb(anyelement), a fixed built-in OID */
 	FuncExpr   *expr;
 
-	if (!OidIsValid(fn))
-		elog(ERROR, "built-in function to_jsonb not found");
 	fmgr_info(fn, &cs->to_jsonb);
 	/* to_jsonb(anyelement) reads its argument type from the call expression. */
 	expr = makeFuncExpr(fn, JSONBOID,
@@ -363,7 +362,8 @@ outbox_capture_trigger(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 						 errmsg("statement-level outbox capture needs transition tables"),
 						 errhint("Use outbox.capture(table) to install it.")));
-			cs.bulk = true;
+			/* Multi-inserts pay off from two rows; a one-row statement goes straight in. */
+			cs.bulk = tuplestore_tuple_count(has_new ? td->tg_newtable : td->tg_oldtable) > 1;
 			capture_statement(&cs, td, has_old, has_new);
 		}
 	}
