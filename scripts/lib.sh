@@ -8,7 +8,7 @@ as_root() {
 # Debian packages the build, the tests and the demo need. Installed only when
 # one is missing, after an apt-get update.
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-contrib
-                 librdkafka-dev kcat libipc-run-perl"
+                 librdkafka-dev kcat libipc-run-perl procps"
 
 install_packages() {
     local missing=()
