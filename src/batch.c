@@ -25,9 +25,11 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "batch.h"
 #include "guc.h"
@@ -45,12 +47,11 @@
 static const char *page_sql =
 EVENT_COLUMNS
 "  FROM outbox.events e"
-" WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
-"        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
-"   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)"
-"   AND e.seq > $3"
+" WHERE (e.xid >= $1 OR e.xid = ANY ($2))"
+"   AND pg_visible_in_snapshot(e.xid, $3)"
+"   AND e.seq > $4"
 " ORDER BY e.seq"
-" LIMIT $4";
+" LIMIT $5";
 
 static const char *parked_sql =
 EVENT_COLUMNS
@@ -225,6 +226,49 @@ build_message(OutboxPage *p, int i, int row, const char *dbname)
 	p->event_id[i] = event_id;
 }
 
+/* xmax of a snapshot in pg_snapshot text form "xmin:xmax:xip,...". */
+static Datum
+snapshot_xmax(const char *snap)
+{
+	const char *colon = strchr(snap, ':');
+
+	if (colon == NULL)
+		elog(ERROR, "malformed snapshot \"%s\"", snap);
+	return FullTransactionIdGetDatum(FullTransactionIdFromU64(strtou64(colon + 1, NULL, 10)));
+}
+
+/* The in-progress transactions of a snapshot, as an xid8[]. */
+static Datum
+snapshot_xip(const char *snap)
+{
+	const char *p = strchr(snap, ':');
+	Datum	   *elems = NULL;
+	int			n = 0,
+				cap = 0;
+
+	p = p ? strchr(p + 1, ':') : NULL;
+	if (p == NULL)
+		elog(ERROR, "malformed snapshot \"%s\"", snap);
+	p++;
+	while (*p)
+	{
+		char	   *end;
+		uint64		x = strtou64(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (n == cap)
+		{
+			cap = cap ? cap * 2 : 16;
+			elems = elems ? repalloc(elems, sizeof(Datum) * cap) : palloc(sizeof(Datum) * cap);
+		}
+		elems[n++] = FullTransactionIdGetDatum(FullTransactionIdFromU64(x));
+		p = (*end == ',') ? end + 1 : end;
+	}
+	return PointerGetDatum(construct_array(elems, n, XID8OID, sizeof(uint64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /* The rows SPI just returned, as messages in page memory. */
 static void
 fill_page(OutboxPage *p, MemoryContext cxt, int limit)
@@ -276,8 +320,8 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	MemoryContext old;
 	char	   *fence;
 	char	   *page_seq;
-	Datum		values[4];
-	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+	Datum		values[5];
+	Oid			types[5] = {XID8OID, XID8ARRAYOID, PG_SNAPSHOTOID, INT8OID, INT4OID};
 
 	begin_txn("outbox: reading the next page", true);
 	*check = check_extension(detail, detail_len);
@@ -322,20 +366,24 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	 * its lowest candidate, found once through the xid index, so the walk
 	 * never crosses the already published history.
 	 */
+	/*
+	 * The pair as typed values, parsed once here rather than once per row:
+	 * prev's xmax and in-progress list, and cur.
+	 */
+	values[0] = snapshot_xmax(p->prev_snap);
+	values[1] = snapshot_xip(p->prev_snap);
+	values[2] = DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(p->cur_snap));
+
 	if (page_seq == NULL)
 	{
-		Datum		v[2];
-		Oid			t[2] = {TEXTOID, TEXTOID};
+		Oid			t[3] = {XID8OID, XID8ARRAYOID, PG_SNAPSHOTOID};
 		bool		isnull;
 		Datum		min_seq;
 
-		v[0] = CStringGetTextDatum(p->prev_snap);
-		v[1] = CStringGetTextDatum(p->cur_snap);
 		if (SPI_execute_with_args("SELECT min(e.seq) - 1 FROM outbox.events e"
-								  " WHERE (e.xid >= pg_snapshot_xmax($1::pg_snapshot)"
-								  "        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
-								  "   AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)",
-								  2, t, v, NULL, true, 1) != SPI_OK_SELECT)
+								  " WHERE (e.xid >= $1 OR e.xid = ANY ($2))"
+								  "   AND pg_visible_in_snapshot(e.xid, $3)",
+								  3, t, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "finding the start of a batch failed");
 		min_seq = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
@@ -346,15 +394,13 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	{
 		/* Generic: walk the seq index in order and stop at the limit (a custom
 		 * plan would fetch and sort the whole pair for every page). */
-		page_plan = SPI_prepare_cursor(page_sql, 4, types, CURSOR_OPT_GENERIC_PLAN);
+		page_plan = SPI_prepare_cursor(page_sql, 5, types, CURSOR_OPT_GENERIC_PLAN);
 		if (page_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(page_plan);
 	}
-	values[0] = CStringGetTextDatum(p->prev_snap);
-	values[1] = CStringGetTextDatum(p->cur_snap);
-	values[2] = Int64GetDatum(p->after_seq);
-	values[3] = Int32GetDatum(limit);
+	values[3] = Int64GetDatum(p->after_seq);
+	values[4] = Int32GetDatum(limit);
 	if (SPI_execute_plan(page_plan, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the outbox failed");
 
