@@ -355,7 +355,6 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	{
 		/* A new pair: cur is this transaction's own snapshot. */
 		p->cur_snap = col_text(0, 6);
-		p->cur_is_new = true;
 		page_seq = NULL;
 	}
 	p->after_seq = Max(page_seq ? strtoll(page_seq, NULL, 10) : 0, strtoll(fence, NULL, 10));

@@ -13,7 +13,6 @@ typedef struct OutboxPage
 	MemoryContext cxt;			/* everything below lives here */
 	char	   *prev_snap;		/* the pair being drained, as pg_snapshot text */
 	char	   *cur_snap;
-	bool		cur_is_new;		/* cur was taken now, not read from the cursor */
 	int64		after_seq;		/* the page starts after this seq */
 	int64		last_seq;		/* seq of the page's last row */
 	bool		pair_done;		/* fewer rows than asked: the pair is drained */

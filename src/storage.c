@@ -206,13 +206,6 @@ outbox_storage_owner(void)
 	return cache.owner;
 }
 
-Oid
-outbox_relation_oid(const char *relname)
-{
-	ensure_cache();
-	return lookup_rel(relname);
-}
-
 OutboxWriter *
 outbox_writer_open(bool bulk)
 {

@@ -43,6 +43,5 @@ extern void outbox_writer_close(OutboxWriter *w);
 
 /* The owner of the extension's storage, whose rights internal writes use. */
 extern Oid	outbox_storage_owner(void);
-extern Oid	outbox_relation_oid(const char *relname);
 
 #endif							/* OUTBOX_STORAGE_H */
