@@ -20,7 +20,14 @@ OBJS = \
 	src/wake.o \
 	src/launcher.o \
 	src/publisher.o \
-	src/worker_info.o
+	src/worker_info.o \
+	src/kafka_log.o \
+	src/owner_spi.o \
+	src/consumer.o \
+	src/subscription.o \
+	src/inbox_apply.o \
+	src/inbox_worker.o \
+	src/inbox_supervisor.o
 
 # The install script is assembled from one file per concern, in this order.
 SQL_PARTS = \
@@ -32,6 +39,7 @@ SQL_PARTS = \
 	src/sql/publisher.sql \
 	src/sql/status.sql \
 	src/sql/trace.sql \
+	src/sql/inbox.sql \
 	src/sql/maintenance.sql \
 	src/sql/privileges.sql
 SQL_INSTALL = $(EXTENSION)--$(EXTVERSION).sql
@@ -40,7 +48,7 @@ SQL_UPGRADES = $(wildcard src/sql/upgrade/$(EXTENSION)--*--*.sql)
 DATA_built = $(SQL_INSTALL)
 DATA = $(SQL_UPGRADES)
 
-REGRESS = setup emit context capture idempotency trace status purge privileges dump_restore
+REGRESS = setup emit context capture idempotency trace status purge inbox privileges dump_restore
 ISOLATION = try_process_concurrent purge_concurrent
 
 PG_CPPFLAGS = -I$(srcdir)/src -DOUTBOX_EXTVERSION=\"$(EXTVERSION)\"

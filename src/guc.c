@@ -24,6 +24,7 @@ char	   *outbox_kafka_config_file = NULL;
 int			outbox_batch_size = 10000;
 int			outbox_poll_interval_ms = 1000;
 int			outbox_max_attempts = 10;
+int			outbox_inbox_fault_after_commits = 0;
 int			outbox_retention_s = 86400;
 int			outbox_processed_retention_s = 7 * 86400;
 
@@ -225,6 +226,14 @@ OutboxGucInit(void)
 							&outbox_max_attempts,
 							10, 1, 1000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.inbox_fault_after_commits",
+							"Test only: an inbox worker exits right after its Nth database commit, before the Kafka commit.",
+							"0 (the default) disables the fault point. For crash-consistency tests.",
+							&outbox_inbox_fault_after_commits,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("outbox");

@@ -19,6 +19,7 @@ extern char *outbox_kafka_config_file;
 extern int	outbox_batch_size;
 extern int	outbox_poll_interval_ms;
 extern int	outbox_max_attempts;
+extern int	outbox_inbox_fault_after_commits;	/* test-only fault point */
 
 extern void OutboxGucInit(void);
 

@@ -19,6 +19,7 @@
 #include "utils/uuid.h"
 
 #include "context.h"
+#include "owner_spi.h"
 #include "storage.h"
 #include "validate.h"
 
@@ -33,40 +34,7 @@ static bool
 insert_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
 			Datum *values)
 {
-	Oid			save_userid;
-	int			save_sec;
-	int			rc;
-	volatile bool inserted = false;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(outbox_storage_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (*plan == NULL)
-		{
-			SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-			if (p == NULL)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(p);
-			*plan = p;
-		}
-		rc = SPI_execute_plan(*plan, values, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "recording a processed message failed: %s", SPI_result_code_string(rc));
-		inserted = (SPI_processed == 1);
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
-	return inserted;
+	return outbox_exec_as_owner(plan, sql, nargs, argtypes, values, NULL, NULL, NULL) == 1;
 }
 
 static void

@@ -1,6 +1,7 @@
 /*
- * kafka_config.c: producer properties. The defaults carry the delivery
- * guarantees (idempotence, acks=all) and are not overridable; users add
+ * kafka_config.c: producer and consumer properties. The defaults carry the
+ * delivery guarantees (idempotence, acks=all; offsets kept in the database,
+ * never auto-committed) and are not overridable; users add
  * properties through outbox.kafka_config ("k=v;k=v") and, for secrets,
  * outbox.kafka_config_file, which must not be group- or world-readable.
  * Error messages name properties, never their values.
@@ -21,11 +22,15 @@ static const char *const forbidden[] = {
 	"enable.gapless.guarantee", "bootstrap.servers", "metadata.broker.list",
 	"plugin.library.paths", "interceptors", "transactional.id",
 	"log.queue", "dr_cb", "dr_msg_cb", "error_cb", "log_cb",
-	"queue.buffering.backpressure.threshold", NULL
+	"queue.buffering.backpressure.threshold",
+	/* The inbox stores offsets in the database and assigns partitions itself. */
+	"group.id", "enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store",
+	"partition.assignment.strategy", "group.protocol", "rebalance_cb", "offset_commit_cb",
+	"consume_cb", "enable.partition.eof", NULL
 };
 
 /* Defaults: a lone event leaves in about a millisecond, a backlog in large batches. */
-static const char *const defaults[][2] = {
+static const char *const producer_defaults[][2] = {
 	{"enable.idempotence", "true"},
 	{"acks", "all"},
 	{"max.in.flight.requests.per.connection", "5"},
@@ -41,6 +46,19 @@ static const char *const defaults[][2] = {
 	{"message.timeout.ms", "0"},
 	{"log.queue", "true"},
 	{"client.id", "outbox_ext"},
+	{NULL, NULL}
+};
+
+/* The inbox: offsets live in the database; Kafka's are informational. */
+static const char *const consumer_defaults[][2] = {
+	{"enable.auto.commit", "false"},
+	{"enable.auto.offset.store", "false"},
+	{"enable.partition.eof", "false"},
+	{"isolation.level", "read_committed"},
+	{"socket.nagle.disable", "true"},
+	{"queued.max.messages.kbytes", "16384"},
+	{"log.queue", "true"},
+	{"client.id", "outbox_ext_inbox"},
 	{NULL, NULL}
 };
 
@@ -198,9 +216,10 @@ read_secret_file(const char *path, char *errbuf, size_t errlen)
 }
 
 rd_kafka_conf_t *
-outbox_kafka_build_conf(char *errbuf, size_t errlen)
+outbox_kafka_build_conf(bool consumer, char *errbuf, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	const char *const (*defaults)[2] = consumer ? consumer_defaults : producer_defaults;
 	int			i;
 
 	for (i = 0; defaults[i][0]; i++)
@@ -224,4 +243,32 @@ outbox_kafka_build_conf(char *errbuf, size_t errlen)
 fail:
 	rd_kafka_conf_destroy(conf);
 	return NULL;
+}
+
+const char *
+outbox_kafka_consumer_property_error(const char *name, const char *value)
+{
+	rd_kafka_conf_t *conf;
+	char		rkerr[512];
+	const char *err = NULL;
+
+	if (is_forbidden(name))
+		return psprintf("property \"%s\" cannot be set: outbox_ext sets it to keep its delivery guarantees", name);
+	conf = rd_kafka_conf_new();
+	if (rd_kafka_conf_set(conf, name, value, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK)
+		err = psprintf("librdkafka refused property \"%s\": %s", name, rkerr);
+	rd_kafka_conf_destroy(conf);
+	return err;
+}
+
+bool
+outbox_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+				 const char *origin, char *errbuf, size_t errlen)
+{
+	if (is_forbidden(name))
+	{
+		snprintf(errbuf, errlen, "%s: property \"%s\" cannot be set", origin, name);
+		return false;
+	}
+	return set_prop(conf, name, value, origin, errbuf, errlen);
 }

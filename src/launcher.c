@@ -12,7 +12,11 @@
 
 #include <signal.h>
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -81,6 +85,9 @@ wanted_databases(Oid *oids)
 	List	   *names = NIL;
 	ListCell   *lc;
 	int			n = 0;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
 
 	if (!SplitGUCList(copy, ',', &names))
 	{
@@ -88,14 +95,27 @@ wanted_databases(Oid *oids)
 				(errmsg("outbox.database is not a valid list of database names")));
 		return 0;
 	}
+	/*
+	 * A sequential scan of pg_database, as the autovacuum launcher does:
+	 * without a database, get_database_oid()'s index scan can need a
+	 * relcache entry that only pg_class could provide.
+	 */
 	StartTransactionCommand();
-	foreach(lc, names)
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL && n < OUTBOX_MAX_DATABASES)
 	{
-		Oid			oid = get_database_oid((char *) lfirst(lc), true);
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		if (OidIsValid(oid) && n < OUTBOX_MAX_DATABASES)
-			oids[n++] = oid;
+		foreach(lc, names)
+			if (strcmp(NameStr(db->datname), (char *) lfirst(lc)) == 0)
+			{
+				oids[n++] = db->oid;
+				break;
+			}
 	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return n;
 }

@@ -8,6 +8,7 @@
 
 #include "context.h"
 #include "guc.h"
+#include "inbox.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "storage.h"
@@ -24,6 +25,7 @@ _PG_init(void)
 	OutboxContextInit();
 	OutboxStorageInit();
 	OutboxWakeInit();
+	InboxSubscriptionInit();
 	OutboxShmemInit();
 	OutboxLauncherInit();
 }

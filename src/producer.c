@@ -18,10 +18,8 @@
 
 #define OUTBOX_WITH_RDKAFKA
 #include "kafka_config.h"
+#include "kafka_log.h"
 #include "producer.h"
-
-#define LOG_RING 64
-#define LOG_LINE 512
 
 static rd_kafka_t *rk = NULL;
 static int	wake_pipe[2] = {-1, -1};
@@ -33,14 +31,6 @@ static int	outstanding = 0;
 static char client_error[512];
 static bool client_error_set = false;
 static bool client_error_fatal = false;
-
-static struct
-{
-	int			level;
-	char		line[LOG_LINE];
-}			log_ring[LOG_RING];
-static int	log_head = 0,
-			log_tail = 0;
 
 /* Errors after which sending the same message again can succeed. */
 static bool
@@ -113,18 +103,6 @@ on_error(rd_kafka_t *k, int err, const char *reason, void *opaque)
 	}
 }
 
-static void
-on_log(const rd_kafka_t *k, int level, const char *fac, const char *buf)
-{
-	int			next = (log_head + 1) % LOG_RING;
-
-	if (next == log_tail)
-		return;					/* full: drop rather than block */
-	log_ring[log_head].level = level;
-	snprintf(log_ring[log_head].line, LOG_LINE, "%s: %s", fac, buf);
-	log_head = next;
-}
-
 bool
 outbox_producer_exists(void)
 {
@@ -141,12 +119,12 @@ outbox_producer_create(int cap, char *errbuf, size_t errlen)
 	char		rkerr[512];
 
 	Assert(rk == NULL);
-	conf = outbox_kafka_build_conf(errbuf, errlen);
+	conf = outbox_kafka_build_conf(false, errbuf, errlen);
 	if (conf == NULL)
 		return false;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_log_cb(conf, outbox_kafka_log_cb);
 
 	/* librdkafka's threads inherit this mask: they must never take our signals. */
 	sigfillset(&all);
@@ -301,17 +279,4 @@ outbox_producer_take_error(bool *fatal)
 	client_error_set = false;
 	*fatal = client_error_fatal;
 	return client_error;
-}
-
-const char *
-outbox_producer_take_log(int *level)
-{
-	const char *line;
-
-	if (log_tail == log_head)
-		return NULL;
-	*level = log_ring[log_tail].level;
-	line = log_ring[log_tail].line;
-	log_tail = (log_tail + 1) % LOG_RING;
-	return line;
 }

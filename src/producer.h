@@ -59,7 +59,4 @@ extern int	outbox_producer_outstanding(void);
  */
 extern const char *outbox_producer_take_error(bool *fatal);
 
-/* Log lines librdkafka queued, handed out one at a time (NULL when none). */
-extern const char *outbox_producer_take_log(int *level);
-
 #endif							/* OUTBOX_PRODUCER_H */

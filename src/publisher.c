@@ -33,6 +33,8 @@
 
 #include "batch.h"
 #include "guc.h"
+#include "inbox.h"
+#include "kafka_log.h"
 #include "launcher.h"
 #include "producer.h"
 #include "shmem.h"
@@ -208,7 +210,7 @@ drain_producer_messages(void)
 	bool		fatal = false;
 	const char *err;
 
-	while ((line = outbox_producer_take_log(&level)) != NULL)
+	while ((line = outbox_kafka_take_log(&level)) != NULL)
 		ereport(level <= 3 ? WARNING : LOG, (errmsg("outbox_ext librdkafka: %s", line)));
 	err = outbox_producer_take_error(&fatal);
 	if (err)
@@ -562,6 +564,11 @@ outbox_publisher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			settings_reloaded = true;
 		}
+		/* This database's inbox workers are ours to keep running. */
+		old = MemoryContextSwitchTo(loop_cxt);
+		outbox_inbox_supervise();
+		MemoryContextSwitchTo(old);
+
 		if (outbox_brokers == NULL || outbox_brokers[0] == '\0')
 		{
 			/* Paused: events accumulate safely until brokers are set. */

@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -165,4 +167,85 @@ outbox_wake_launcher(void)
 	latch = outbox_shared->launcher_latch;
 	if (latch)
 		SetLatch(latch);
+}
+
+void
+outbox_inbox_changed(Oid dboid)
+{
+	OutboxDbSlot *s;
+
+	if (outbox_shared == NULL)
+		return;
+	outbox_shmem_lock(true);
+	s = outbox_slot_for(dboid, false);
+	if (s)
+		s->inbox_generation++;
+	outbox_shmem_unlock();
+	outbox_wake_publisher(dboid);
+}
+
+uint32
+outbox_inbox_generation(Oid dboid)
+{
+	OutboxDbSlot *s;
+	uint32		gen = 0;
+
+	if (outbox_shared == NULL)
+		return 0;
+	outbox_shmem_lock(false);
+	s = outbox_slot_for(dboid, false);
+	if (s)
+		gen = s->inbox_generation;
+	outbox_shmem_unlock();
+	return gen;
+}
+
+OutboxInboxSlot *
+outbox_inbox_slot_for(Oid dboid, const char *consumer, int worker_no, bool create)
+{
+	int			i;
+	OutboxInboxSlot *free_slot = NULL;
+
+	if (outbox_shared == NULL)
+		return NULL;
+	for (i = 0; i < OUTBOX_MAX_INBOX_WORKERS; i++)
+	{
+		OutboxInboxSlot *s = &outbox_shared->inbox[i];
+
+		if (s->dboid == dboid && s->worker_no == worker_no &&
+			strcmp(s->consumer, consumer) == 0)
+			return s;
+		if (s->dboid == InvalidOid && free_slot == NULL)
+			free_slot = s;
+	}
+	if (create && free_slot)
+	{
+		memset(free_slot, 0, sizeof(OutboxInboxSlot));
+		free_slot->dboid = dboid;
+		strlcpy(free_slot->consumer, consumer, NAMEDATALEN);
+		free_slot->worker_no = worker_no;
+		strlcpy(free_slot->partitions, "[]", OUTBOX_INBOX_PARTS_LEN);
+		return free_slot;
+	}
+	return NULL;
+}
+
+int
+outbox_inbox_signal_database(Oid dboid, int signo)
+{
+	int			i,
+				n = 0;
+
+	if (outbox_shared == NULL)
+		return 0;
+	outbox_shmem_lock(false);
+	for (i = 0; i < OUTBOX_MAX_INBOX_WORKERS; i++)
+	{
+		OutboxInboxSlot *s = &outbox_shared->inbox[i];
+
+		if (s->dboid == dboid && s->pid != 0 && kill(s->pid, signo) == 0)
+			n++;
+	}
+	outbox_shmem_unlock();
+	return n;
 }

@@ -85,7 +85,7 @@ database_needing_exclusive_access(Node *stmt)
 	return name ? get_database_oid(name, true) : InvalidOid;
 }
 
-/* Stop the publisher of dboid and keep it stopped; false if none ran. */
+/* Stop the publisher of dboid (and its inbox workers) and keep it stopped; false if none ran. */
 static bool
 suspend_publisher(Oid dboid, TimestampTz until)
 {
@@ -105,14 +105,16 @@ suspend_publisher(Oid dboid, TimestampTz until)
 		return false;
 	if (pid != 0)
 		kill(pid, SIGTERM);
+	/* Its inbox workers too (it would have restarted them). */
+	(void) outbox_inbox_signal_database(dboid, SIGTERM);
 
-	/* Wait (bounded) until it has left; DROP DATABASE itself waits 5 s more. */
+	/* Wait (bounded) until they have left; DROP DATABASE itself waits 5 s more. */
 	while (waited_ms < 10000)
 	{
 		outbox_shmem_lock(false);
 		pid = slot->dboid == dboid ? slot->pid : 0;
 		outbox_shmem_unlock();
-		if (pid == 0)
+		if (pid == 0 && outbox_inbox_signal_database(dboid, 0) == 0)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10, PG_WAIT_EXTENSION);

@@ -142,3 +142,63 @@ SELECT outbox.emit('Order', 'k' || :k, 'OrderPlaced', '{}');
 COMMIT;
 SQL
 }
+
+# ---- the inbox -----------------------------------------------------------
+# A service role with a handler that records each call in inbox_effects
+# (no unique key: a message applied twice shows as two rows). The handler
+# raises for payloads with "fail": true, and while nextval of flaky_seq is
+# below the payload's "flaky" count.
+# (Other databases: set PGDATABASE around these helpers.)
+inbox_handler_setup() {
+    q >/dev/null <<'SQL'
+CREATE ROLE inbox_svc;
+CREATE TABLE inbox_effects (consumer text, event_id uuid, root_id uuid, topic text, part int,
+                            off bigint, payload jsonb, by_role text, at timestamptz DEFAULT clock_timestamp());
+CREATE SEQUENCE flaky_seq;
+GRANT INSERT ON inbox_effects TO inbox_svc;
+GRANT USAGE ON SEQUENCE flaky_seq TO inbox_svc;
+CREATE FUNCTION inbox_handler(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF (event -> 'payload' ->> 'fail')::boolean THEN
+        RAISE EXCEPTION 'refusing event %', event ->> 'event_id' USING ERRCODE = 'P0001';
+    END IF;
+    IF (event -> 'payload' ->> 'flaky')::int > nextval('public.flaky_seq') THEN
+        RAISE EXCEPTION 'flaky failure for event %', event ->> 'event_id';
+    END IF;
+    INSERT INTO public.inbox_effects (consumer, event_id, root_id, topic, part, off, payload, by_role)
+    VALUES (current_setting('inbox.consumer', true), (event ->> 'event_id')::uuid, outbox.current_root(),
+            event ->> 'topic', (event ->> 'partition')::int, (event ->> 'offset')::bigint,
+            event -> 'payload', current_user);
+END $$;
+GRANT EXECUTE ON FUNCTION inbox_handler(jsonb) TO inbox_svc;
+GRANT EXECUTE ON FUNCTION outbox.current_root(), outbox.emit(text, text, text, jsonb, jsonb, text, text)
+    TO inbox_svc;
+SQL
+}
+
+# Subscribe as inbox_svc with test-friendly consumer settings.
+inbox_subscribe() {             # inbox_subscribe consumer topics-array-literal [options-json]
+    local opts=${3:-'{}'}
+    q -c "SELECT outbox.subscribe('$1', '$2', 'public.inbox_handler(jsonb)',
+        '{\"run_as\": \"inbox_svc\", \"kafka\": {\"session.timeout.ms\": 6000, \"fetch.wait.max.ms\": 10,
+                      \"heartbeat.interval.ms\": 500}}'::jsonb || '$opts'::jsonb)" >/dev/null
+}
+
+inbox_state() {                 # inbox_state consumer
+    q -c "SELECT state FROM outbox.subscriptions WHERE consumer = '$1'"
+}
+
+# Handled exactly the events in "expected" (a query of event ids), once each.
+check_exactly_once() {          # check_exactly_once label "SELECT event_id ..."
+    local label=$1 expected=$2
+    echo "# $label: $(q -c "SELECT count(*) || ' effects, ' || count(DISTINCT event_id) || ' distinct' FROM inbox_effects")," \
+         "expected $(q -c "SELECT count(*) FROM ($expected) e")"
+    check "$label: no message applied twice" sql_is \
+        "SELECT count(*) FROM (SELECT event_id FROM inbox_effects GROUP BY event_id HAVING count(*) > 1) d" 0
+    check "$label: none missing" sql_is \
+        "SELECT count(*) FROM ($expected) e(event_id)
+          WHERE NOT EXISTS (SELECT 1 FROM inbox_effects f WHERE f.event_id = e.event_id)" 0
+    check "$label: nothing unexpected" sql_is \
+        "SELECT count(*) FROM inbox_effects f
+          WHERE NOT EXISTS (SELECT 1 FROM ($expected) e(event_id) WHERE f.event_id = e.event_id)" 0
+}

@@ -5,6 +5,9 @@ CREATE TABLE outbox.processed_messages (
     event_id      uuid        NOT NULL,
     root_id       uuid        NOT NULL,
     processed_at  timestamptz NOT NULL DEFAULT now(),
+    -- Filled by the inbox from the message's headers, for outbox.trace().
+    causation_id  uuid,
+    event_type    text,
     PRIMARY KEY (consumer, event_id)
 );
 CREATE INDEX processed_messages_root_id_idx ON outbox.processed_messages (root_id);

@@ -30,7 +30,9 @@ AS $$
     nodes AS (
         SELECT * FROM local_events
         UNION ALL
-        SELECT p.event_id, NULL, NULL, NULL, NULL, 'external', min(p.processed_at), NULL
+        SELECT p.event_id, (array_agg(p.causation_id) FILTER (WHERE p.causation_id IS NOT NULL))[1],
+               (array_agg(p.event_type) FILTER (WHERE p.event_type IS NOT NULL))[1],
+               NULL, NULL, 'external', min(p.processed_at), NULL
         FROM outbox.processed_messages p
         WHERE p.root_id = $1
           AND NOT EXISTS (SELECT 1 FROM local_events l WHERE l.event_id = p.event_id)
