@@ -59,6 +59,7 @@ SELECT outbox.subscribe('orders', '{outbox.event.Order,outbox.event.Payment}', '
                         '{"workers": 2, "batch_size": 100, "max_attempts": 3, "retry_backoff_ms": 50,
                           "kafka": {"session.timeout.ms": 6000}}');
 SELECT expect_error($$SELECT outbox.subscribe('orders', '{t}', 'public.inbox_handler(jsonb)')$$);
+SELECT expect_error($$SELECT outbox.subscribe('orders2', '{t}', 'public.inbox_handler(jsonb)', '{"group": "orders"}')$$);
 RESET ROLE;
 SELECT consumer, topics, handler, run_as, group_id, state, worker_pids, partitions, processed, dead
 FROM outbox.subscriptions;

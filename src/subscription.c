@@ -332,6 +332,7 @@ Datum
 outbox_subscribe(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr exists_plan = NULL;
+	static SPIPlanPtr group_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
 	InboxSub	sub;
 	char	   *consumer;
@@ -368,6 +369,7 @@ outbox_subscribe(PG_FUNCTION_ARGS)
 	check_run_as(run_as, handler);
 
 	values[0] = CStringGetTextDatum(consumer);
+	values[1] = CStringGetTextDatum(sub.group_id);
 	if (outbox_exec_as_owner(&exists_plan,
 							 "SELECT 1 FROM outbox._subscriptions WHERE consumer = $1",
 							 1, types, values, NULL, NULL, NULL) > 0)
@@ -375,6 +377,18 @@ outbox_subscribe(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("subscription \"%s\" already exists", consumer),
 				 errhint("Call outbox.unsubscribe('%s') first to change it.", consumer)));
+
+	/*
+	 * Offsets and dedup records are kept per subscription: two subscriptions
+	 * sharing a group would hand partitions to each other without them.
+	 */
+	if (outbox_exec_as_owner(&group_plan,
+							 "SELECT 1 FROM outbox._subscriptions WHERE group_id = $1",
+							 1, &types[0], &values[1], NULL, NULL, NULL) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("consumer group \"%s\" is already used by another subscription", sub.group_id),
+				 errhint("Use options.workers to run more consumers of one subscription.")));
 
 	values[1] = PointerGetDatum(PG_GETARG_ARRAYTYPE_P(1));
 	values[2] = CStringGetTextDatum(format_procedure_qualified(handler));

@@ -151,7 +151,7 @@ SQL
 # (Other databases: set PGDATABASE around these helpers.)
 inbox_handler_setup() {
     q >/dev/null <<'SQL'
-CREATE ROLE inbox_svc;
+DO $$ BEGIN CREATE ROLE inbox_svc; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 CREATE TABLE inbox_effects (consumer text, event_id uuid, root_id uuid, topic text, part int,
                             off bigint, payload jsonb, by_role text, at timestamptz DEFAULT clock_timestamp());
 CREATE SEQUENCE flaky_seq;
