@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The demo itself; run by scripts/demo inside a throwaway cluster.
+# The demo itself, run by scripts/demo inside a throwaway cluster: the
+# choreographed order saga across three services, each with its own
+# database (orders, stock, payments), talking only through Kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 sql() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-val() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+val() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+# wait_for SECONDS DESCRIPTION COMMAND...: poll until the command succeeds.
+wait_for() {
+    local deadline=$((SECONDS + $1)) what=$2; shift 2
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $what" >&2; return 1; }
+        sleep 0.2
+    done
+}
 
 work=$(mktemp -d)
 kafka_pid=
@@ -15,75 +25,101 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "Start a local Kafka (librdkafka's mock cluster) and point the publisher at it"
-test/kafka_mock/kafka_mock serve --brokers 1 --dir "$work/kafka" --topic outbox.event.Order:8 \
+say "Start a local Kafka (librdkafka's mock cluster)"
+test/kafka_mock/kafka_mock serve --brokers 1 --dir "$work/kafka" \
+    --topic outbox.event.Order:4 --topic outbox.event.Stock:4 --topic outbox.event.Payment:4 \
     >"$work/kafka.log" 2>&1 &
 kafka_pid=$!
-for _ in $(seq 1 100); do [ -s "$work/kafka/bootstrap" ] && break; sleep 0.1; done
+wait_for 10 "the local Kafka" test -s "$work/kafka/bootstrap"
 brokers=$(cat "$work/kafka/bootstrap")
 echo "Kafka bootstrap: $brokers"
-sql -c "ALTER SYSTEM SET outbox.database = '$(val 'SELECT current_database()')'" \
-    -c "ALTER SYSTEM SET outbox.brokers = '$brokers'" -c "SELECT pg_reload_conf()" >/dev/null
 
-say "CREATE EXTENSION and an orders table whose changes become events"
-sql <<'SQL'
-CREATE EXTENSION outbox_ext;
-CREATE TABLE orders (id bigserial PRIMARY KEY, customer text NOT NULL,
-                     total numeric NOT NULL, status text NOT NULL DEFAULT 'new');
-SELECT outbox.capture('orders', 'Order');
-SELECT * FROM outbox.captured_tables;
-SQL
-for _ in $(seq 1 100); do [ "$(val 'SELECT worker_state FROM outbox.status')" = idle ] && break; sleep 0.1; done
-
-say "4 sessions place orders for 10 seconds; the publisher relays them as they commit"
-cat > "$work/order.sql" <<'SQL'
-\set c random(1, 50)
-INSERT INTO orders (customer, total) VALUES ('customer-' || :c, round((random() * 100)::numeric, 2));
-SQL
-pgbench -n -c 4 -j 2 -T 10 -R 2000 -f "$work/order.sql" >"$work/pgbench.log" 2>&1 &
-bench=$!
-last=0
-while kill -0 "$bench" 2>/dev/null || [ "$(val 'SELECT pending FROM outbox.status')" != 0 ]; do
-    sleep 1
-    read -r orders published pending < <(val "SELECT (SELECT count(*) FROM orders), published, pending FROM outbox.status" | tr '|' ' ')
-    printf '  orders %7d   delivered to Kafka %7d   pending %5d   %6d events/s\n' \
-        "$orders" "$published" "$pending" "$((published - last))"
-    last=$published
+say "Three services, three databases: orders, stock, payments (scripts/saga/*.sql)"
+for svc in orders stock payments; do
+    sql -c "CREATE DATABASE $svc"
+    sql -d "$svc" -f "scripts/saga/$svc.sql" >/dev/null
+    echo "$svc: $(val -d "$svc" -c "SELECT consumer || ' consumes ' || array_to_string(topics, ', ') || ' into ' || handler || ' as ' || run_as FROM outbox.subscriptions")"
 done
-wait "$bench" || true
+sql -c "ALTER SYSTEM SET outbox.database = 'orders,stock,payments'" \
+    -c "ALTER SYSTEM SET outbox.brokers = '$brokers'" \
+    -c "ALTER SYSTEM SET outbox.poll_interval = '200ms'" -c "SELECT pg_reload_conf()" >/dev/null
+for svc in orders stock payments; do
+    wait_for 60 "the $svc inbox" bash -c \
+        "[ \"\$(psql -XAtd $svc -c \"SELECT state FROM outbox.subscriptions\")\" = consuming ]"
+done
+echo "publishers and inbox workers are running:"
+sql -c "SELECT datname, backend_type, query AS state FROM pg_stat_activity
+        WHERE backend_type LIKE 'outbox_ext%' ORDER BY 2, 1"
+sql -d stock -c "SELECT product, available FROM stock ORDER BY product"
 
-say "The events in Kafka (kcat): key, headers, payload"
-kcat -b "$brokers" -C -t outbox.event.Order -e -q -o beginning -c 3 \
-     -f 'key: %k\nheaders: %h\npayload: %s\n\n' 2>/dev/null
-echo "messages in Kafka: $(kcat -b "$brokers" -C -t outbox.event.Order -e -q -o beginning -f '.\n' 2>/dev/null | wc -l)"
+say "Place 30 orders, each in its own transaction with its OrderCreated event"
+echo "(some for out-of-stock products, some paid with a declined card or over the 1000 limit)"
+for i in $(seq 1 30); do
+    case $((i % 6)) in
+        0) args="'gizmo', 1, 40, 'visa'" ;;          # never in stock
+        1) args="'widget', 2, 30, 'declined'" ;;     # payment fails: stock comes back
+        2) args="'gadget', 2, 1200, 'visa'" ;;       # over the limit
+        *) args="'widget', 1, 25, 'visa'" ;;
+    esac
+    val -d orders -c "SELECT place_order('o$i', $args)" >/dev/null
+done
+while :; do
+    read -r pending completed cancelled < <(val -d orders -c \
+        "SELECT count(*) FILTER (WHERE status = 'PENDING'), count(*) FILTER (WHERE status = 'COMPLETED'),
+                count(*) FILTER (WHERE status = 'CANCELLED') FROM orders" | tr '|' ' ')
+    printf '  pending %3d   completed %3d   cancelled %3d\n' "$pending" "$completed" "$cancelled"
+    [ "$pending" = 0 ] && break
+    [ $SECONDS -lt 120 ] || { echo "orders still pending after 120 s" >&2; exit 1; }
+    sleep 0.5
+done
 
-say "outbox.status"
-sql -x -c "SELECT * FROM outbox.status"
+say "Final states"
+sql -d orders -c "SELECT status, reason, count(*), string_agg(id, ' ' ORDER BY length(id), id) AS orders
+                  FROM orders GROUP BY status, reason ORDER BY status, reason"
+sql -d stock -c "SELECT product, available FROM stock ORDER BY product"
+sql -d stock -c "SELECT status, count(*), sum(qty) AS qty FROM reservations GROUP BY status ORDER BY status"
+sql -d payments -c "SELECT status, count(*), sum(amount) FROM payments GROUP BY status ORDER BY status"
 
-say "A rolled-back order leaves no event behind"
-sql <<'SQL'
-SELECT count(*) AS events_before FROM outbox.events \gset
-BEGIN;
-INSERT INTO orders (customer, total) VALUES ('ghost', 1);
-ROLLBACK;
-SELECT count(*) - :events_before AS events_added FROM outbox.events;
+say "The events in Kafka (kcat)"
+for t in outbox.event.Order outbox.event.Stock outbox.event.Payment; do
+    printf '%-22s %4d messages\n' "$t" \
+        "$(kcat -b "$brokers" -C -t "$t" -e -q -o beginning -f '.\n' 2>/dev/null | wc -l)"
+done
+echo; echo "one of them, with its headers:"
+kcat -b "$brokers" -C -t outbox.event.Payment -e -q -o beginning -c 1 \
+     -f 'key: %k\nheaders: %h\npayload: %s\n' 2>/dev/null | sed 's/,/, /g'
+
+say "The trace of one compensated order (o1: stock reserved, payment failed, stock given back)"
+# Each database knows the events it emitted and the ones it processed; the
+# union of the three traces is the whole tree.
+root=$(val -d orders -c "SELECT event_id FROM outbox.events WHERE aggregate_id = 'o1' AND event_type = 'OrderCreated'")
+for svc in orders stock payments; do
+    val -d "$svc" -F $'\t' -c "SELECT '$svc', event_id, coalesce(causation_id::text, ''), event_type, status,
+                                      array_to_string(processed_by, ','), created_at
+                               FROM outbox.trace('$root')"
+done > "$work/trace.tsv"
+sql -d orders <<SQL
+CREATE TEMP TABLE saga_trace (service text, event_id uuid, causation_id text, event_type text,
+                              status text, processed_by text, created_at timestamptz);
+\copy saga_trace FROM '$work/trace.tsv'
+WITH RECURSIVE
+emitted AS (SELECT DISTINCT ON (event_id) * FROM saga_trace ORDER BY event_id, status = 'external'),
+seen AS (SELECT event_id, string_agg(DISTINCT processed_by, ',') FILTER (WHERE processed_by <> '') AS by
+         FROM saga_trace GROUP BY event_id),
+tree AS (SELECT e.*, 0 AS depth, ARRAY[e.created_at] AS path FROM emitted e WHERE e.event_id = '$root'
+         UNION ALL
+         SELECT e.*, t.depth + 1, t.path || e.created_at
+         FROM emitted e JOIN tree t ON e.causation_id = t.event_id::text)
+SELECT repeat('   ', t.depth) || t.event_type AS event, t.service AS emitted_by,
+       t.status, coalesce(s.by, '') AS processed_by
+FROM tree t JOIN seen s USING (event_id) ORDER BY t.path;
 SQL
 
-say "A consumer handles an event exactly once; its reply joins the same process"
-sql <<'SQL'
-SELECT event_id AS placed FROM outbox.events ORDER BY seq LIMIT 1 \gset
-CREATE TABLE invoices (order_event uuid PRIMARY KEY, amount numeric);
-BEGIN;
-SELECT outbox.try_process('billing', :'placed') AS first_delivery;
-INSERT INTO invoices VALUES (:'placed', 42);
-SELECT outbox.emit('Order', 'inv-1', 'InvoiceIssued', '{"amount": 42}') IS NOT NULL AS reply_emitted;
-COMMIT;
-BEGIN;
-SELECT outbox.try_process('billing', :'placed') AS redelivery;  -- false: skip the handler
-COMMIT;
-SELECT count(*) AS invoices FROM invoices;
-SQL
-for _ in $(seq 1 50); do [ "$(val 'SELECT pending FROM outbox.status')" = 0 ] && break; sleep 0.1; done
-sql -c "SELECT depth, event_type, aggregate_id, status, processed_by FROM outbox.trace('$(val 'SELECT event_id FROM outbox.events ORDER BY seq LIMIT 1')')"
+say "outbox.subscriptions of the stock service: offsets stored in its database, lag per partition"
+sql -d stock -c "SELECT consumer, group_id, state, processed, dead, coalesce(last_error, '') AS last_error
+                 FROM outbox.subscriptions"
+sql -d stock -c "SELECT p.* FROM outbox.subscriptions s,
+                        jsonb_to_recordset(s.partitions) AS p(topic text, partition int, committed_offset bigint,
+                                                              high_watermark bigint, lag bigint)"
 
 say "Done: Kafka and the throwaway cluster are stopped now"
