@@ -43,10 +43,15 @@ SQL_PARTS = \
 	src/sql/maintenance.sql \
 	src/sql/privileges.sql
 SQL_INSTALL = $(EXTENSION)--$(EXTVERSION).sql
-# Upgrade scripts (outbox_ext--A--B.sql) are written by hand and kept in src/sql/upgrade/.
+# Released install scripts stay installable (CREATE EXTENSION ... VERSION),
+# frozen in src/sql/released/; upgrade scripts are hand-written in
+# src/sql/upgrade/ (see its README), the ones whose new objects are whole
+# new parts assembled from those parts.
+SQL_RELEASED = $(wildcard src/sql/released/$(EXTENSION)--*.sql)
 SQL_UPGRADES = $(wildcard src/sql/upgrade/$(EXTENSION)--*--*.sql)
-DATA_built = $(SQL_INSTALL)
-DATA = $(SQL_UPGRADES)
+SQL_UPGRADE_0_2_0 = $(EXTENSION)--0.1.0--0.2.0.sql
+DATA_built = $(SQL_INSTALL) $(SQL_UPGRADE_0_2_0)
+DATA = $(SQL_RELEASED) $(SQL_UPGRADES)
 
 REGRESS = setup emit context capture idempotency trace status purge inbox privileges dump_restore
 ISOLATION = try_process_concurrent purge_concurrent
@@ -55,7 +60,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -DOUTBOX_EXTVERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = -lrdkafka
 PG_CFLAGS = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 
-EXTRA_CLEAN = $(SQL_INSTALL) results output_iso regression.diffs regression.out
+EXTRA_CLEAN = $(SQL_INSTALL) $(SQL_UPGRADE_0_2_0) results output_iso regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -63,6 +68,10 @@ include $(PGXS)
 
 $(SQL_INSTALL): $(SQL_PARTS) outbox_ext.control
 	cat $(SQL_PARTS) > $@
+
+$(SQL_UPGRADE_0_2_0): src/sql/upgrade/0.1.0--0.2.0.head.sql src/sql/trace.sql src/sql/inbox.sql \
+		src/sql/upgrade/0.1.0--0.2.0.tail.sql
+	cat $^ > $@
 
 # The README's two commands.
 .PHONY: test demo

@@ -13,3 +13,5 @@ GRANT EXECUTE ON FUNCTION outbox.current_root() TO PUBLIC;
 -- Views evaluate functions with the caller's EXECUTE right; this one only reports progress.
 GRANT EXECUTE ON FUNCTION outbox._local_cursor() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION outbox._worker_info() TO PUBLIC;
+-- A pure function: the dedup id of a message without an id header.
+GRANT EXECUTE ON FUNCTION outbox.inbox_message_id(text, integer, bigint) TO PUBLIC;

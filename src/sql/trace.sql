@@ -1,6 +1,6 @@
 -- Saga trace: the tree of events of one process root.
 
-CREATE FUNCTION outbox.trace(root_id uuid)
+CREATE OR REPLACE FUNCTION outbox.trace(root_id uuid)
 RETURNS TABLE (event_id uuid, causation_id uuid, depth integer, event_type text,
                aggregate_type text, aggregate_id text, status text,
                created_at timestamptz, processed_by text[])
