@@ -66,6 +66,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The library is compiled with the version it must match (OUTBOX_EXTVERSION).
+$(OBJS): outbox_ext.control
+
 $(SQL_INSTALL): $(SQL_PARTS) outbox_ext.control
 	cat $(SQL_PARTS) > $@
 
