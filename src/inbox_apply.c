@@ -212,7 +212,27 @@ put_text(JsonbParseState **st, const char *k, const char *s, int len)
 static void
 put_uuid(JsonbParseState **st, const char *k, const pg_uuid_t *u)
 {
-	put_text(st, k, u ? DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u))) : NULL, -1);
+	static const char hex[] = "0123456789abcdef";
+	char	   *buf;
+	int			i,
+				j = 0;
+
+	if (u == NULL)
+	{
+		put_text(st, k, NULL, -1);
+		return;
+	}
+	/* uuid_out's format, without its StringInfo. */
+	buf = palloc(37);
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			buf[j++] = '-';
+		buf[j++] = hex[u->data[i] >> 4];
+		buf[j++] = hex[u->data[i] & 0x0f];
+	}
+	buf[j] = '\0';
+	put_text(st, k, buf, 36);
 }
 
 static void
@@ -315,7 +335,11 @@ prepare_handler(InboxSub *sub, FmgrInfo *flinfo)
 	fmgr_info(fn, flinfo);
 }
 
-/* One handler call as the subscription's role; errors propagate. */
+/*
+ * One handler call as the subscription's role; errors propagate. The caller
+ * has pushed an active snapshot of its own (statements in the handler take
+ * their own, as in any function).
+ */
 static void
 call_handler(InboxSub *sub, FmgrInfo *flinfo, Jsonb *event, InboxIds *ids)
 {
@@ -327,14 +351,14 @@ call_handler(InboxSub *sub, FmgrInfo *flinfo, Jsonb *event, InboxIds *ids)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	/* LOCAL_USERID_CHANGE also forbids SET ROLE back to the worker's superuser. */
 	SetUserIdAndSecContext(sub->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PushActiveSnapshot(GetTransactionSnapshot());
 	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = JsonbPGetDatum(event);
 	fcinfo->args[0].isnull = false;
 	(void) FunctionCallInvoke(fcinfo);
-	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec);
+	/* The next handler call sees what this one did. */
 	CommandCounterIncrement();
+	UpdateActiveSnapshotCommandId();
 }
 
 /* The ids processed_messages answered as new, to look up by message. */
@@ -492,6 +516,7 @@ inbox_apply(InboxSub *sub, InboxRecord *recs, int n, InboxApplied *applied)
 		read_ids(&recs[i], &ids[i]);
 	prepare_handler(sub, &flinfo);
 	fresh = record_processed(sub, recs, ids, n);
+	PushActiveSnapshot(GetTransactionSnapshot());
 	for (i = 0; i < n; i++)
 	{
 		bool		found;
@@ -506,6 +531,7 @@ inbox_apply(InboxSub *sub, InboxRecord *recs, int n, InboxApplied *applied)
 		handled[i] = true;
 		applied->handled++;
 	}
+	PopActiveSnapshot();
 	store_offsets(sub, recs, n, handled);
 	CommitTransactionCommand();
 }
@@ -700,7 +726,9 @@ outbox_retry_inbox_dead(PG_FUNCTION_ARGS)
 			memset(&ids, 0, sizeof(ids));
 			ids.event_id = d->event_id;
 			ids.root_id = d->root_id;
+			PushActiveSnapshot(GetTransactionSnapshot());
 			call_handler(sub, &flinfo, d->event, &ids);
+			PopActiveSnapshot();
 			replayed++;
 		}
 		values[1] = CStringGetTextDatum(d->topic);
