@@ -21,7 +21,7 @@ OBJS = \
 	src/launcher.o \
 	src/publisher.o \
 	src/worker_info.o \
-	src/kafka_log.o \
+	src/kafka_client.o \
 	src/owner_spi.o \
 	src/consumer.o \
 	src/subscription.o \

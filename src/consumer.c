@@ -1,8 +1,7 @@
 /*
  * consumer.c: librdkafka's high-level consumer behind consumer.h.
  *
- * Created with every signal blocked (librdkafka's threads must never run
- * PostgreSQL's handlers); callbacks run on the worker's thread inside
+ * Created through outbox_kafka_new() (signals blocked); callbacks run on the worker's thread inside
  * inbox_consumer_poll() and never longjmp: the assignment hook catches its
  * own errors. The main queue (errors, logs, rebalances) is forwarded to the
  * consumer queue, whose io-event pipe lets the worker sleep in
@@ -10,15 +9,12 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #define OUTBOX_WITH_RDKAFKA
 #include "consumer.h"
 #include "kafka_config.h"
-#include "kafka_log.h"
+#include "kafka_client.h"
 
 static rd_kafka_t *rk = NULL;
 static rd_kafka_queue_t *cq = NULL;
@@ -111,8 +107,6 @@ inbox_consumer_create(const char *group, char **topics, int ntopics,
 	rd_kafka_conf_t *conf;
 	rd_kafka_topic_partition_list_t *subs;
 	rd_kafka_resp_err_t err;
-	sigset_t	all,
-				old;
 	char		rkerr[512];
 	int			i;
 
@@ -134,39 +128,22 @@ inbox_consumer_create(const char *group, char **topics, int ntopics,
 		return false;
 	}
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, outbox_kafka_log_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	assign_hook = on_assign;
 	revoke_hook = on_revoke;
 	broken = false;
 	client_error_set = client_error_fatal = false;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rk = outbox_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errlen);
 	if (rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
-		snprintf(errbuf, errlen, "could not create the Kafka consumer: %s", rkerr);
 		return false;
-	}
-	rd_kafka_set_log_queue(rk, NULL);
 	rd_kafka_poll_set_consumer(rk);		/* errors, logs and rebalances through one queue */
-
-	if (pipe(wake_pipe) != 0)
+	cq = rd_kafka_queue_get_consumer(rk);
+	if (!outbox_kafka_wake_pipe(cq, wake_pipe, errbuf, errlen))
 	{
-		snprintf(errbuf, errlen, "could not create a pipe: %m");
 		inbox_consumer_close();
 		return false;
 	}
-	for (i = 0; i < 2; i++)
-	{
-		fcntl(wake_pipe[i], F_SETFL, O_NONBLOCK);
-		fcntl(wake_pipe[i], F_SETFD, FD_CLOEXEC);
-	}
-	cq = rd_kafka_queue_get_consumer(rk);
-	rd_kafka_queue_io_event_enable(cq, wake_pipe[1], "1", 1);
 
 	subs = rd_kafka_topic_partition_list_new(ntopics);
 	for (i = 0; i < ntopics; i++)
@@ -273,13 +250,11 @@ copy_record(InboxRecord *r, rd_kafka_message_t *m)
 int
 inbox_consumer_poll(InboxRecord *out, int max)
 {
-	char		buf[64];
 	int			n = 0;
 
 	if (rk == NULL)
 		return 0;
-	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
-		;
+	outbox_kafka_drain_pipe(wake_pipe[0]);
 	while (n < max && !broken)
 	{
 		uint32		before = revocations;

@@ -37,7 +37,7 @@
 
 #include "guc.h"
 #include "inbox.h"
-#include "kafka_log.h"
+#include "kafka_client.h"
 #include "shmem.h"
 
 #define ERROR_PAUSE_MS 1000

@@ -11,14 +11,11 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #define OUTBOX_WITH_RDKAFKA
 #include "kafka_config.h"
-#include "kafka_log.h"
+#include "kafka_client.h"
 #include "producer.h"
 
 static rd_kafka_t *rk = NULL;
@@ -114,9 +111,7 @@ outbox_producer_create(int cap, char *errbuf, size_t errlen)
 {
 	rd_kafka_conf_t *conf;
 	rd_kafka_queue_t *mainq;
-	sigset_t	all,
-				old;
-	char		rkerr[512];
+	bool		ok;
 
 	Assert(rk == NULL);
 	conf = outbox_kafka_build_conf(false, errbuf, errlen);
@@ -124,35 +119,18 @@ outbox_producer_create(int cap, char *errbuf, size_t errlen)
 		return false;
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, outbox_kafka_log_cb);
-
-	/* librdkafka's threads inherit this mask: they must never take our signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr));
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rk = outbox_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
 	if (rk == NULL)
-	{
-		rd_kafka_conf_destroy(conf);
-		snprintf(errbuf, errlen, "could not create the Kafka producer: %s", rkerr);
 		return false;
-	}
-	rd_kafka_set_log_queue(rk, NULL);	/* logs go to the main queue we poll */
-
-	if (pipe(wake_pipe) != 0)
+	mainq = rd_kafka_queue_get_main(rk);
+	ok = outbox_kafka_wake_pipe(mainq, wake_pipe, errbuf, errlen);
+	rd_kafka_queue_destroy(mainq);
+	if (!ok)
 	{
-		snprintf(errbuf, errlen, "could not create a pipe: %m");
 		rd_kafka_destroy(rk);
 		rk = NULL;
 		return false;
 	}
-	fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK);
-	fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
-	fcntl(wake_pipe[0], F_SETFD, FD_CLOEXEC);
-	fcntl(wake_pipe[1], F_SETFD, FD_CLOEXEC);
-	mainq = rd_kafka_queue_get_main(rk);
-	rd_kafka_queue_io_event_enable(mainq, wake_pipe[1], "1", 1);
-	rd_kafka_queue_destroy(mainq);
 
 	capacity = cap;
 	results = calloc(cap, sizeof(OutboxDelivery));
@@ -241,12 +219,9 @@ outbox_producer_send(int index, const OutboxMessage *msg, char *errbuf, size_t e
 void
 outbox_producer_poll(void)
 {
-	char		buf[64];
-
 	if (rk == NULL)
 		return;
-	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
-		;
+	outbox_kafka_drain_pipe(wake_pipe[0]);
 	while (rd_kafka_poll(rk, 0) > 0)
 		;
 }

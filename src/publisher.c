@@ -34,7 +34,7 @@
 #include "batch.h"
 #include "guc.h"
 #include "inbox.h"
-#include "kafka_log.h"
+#include "kafka_client.h"
 #include "launcher.h"
 #include "producer.h"
 #include "shmem.h"

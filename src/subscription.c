@@ -208,44 +208,39 @@ parse_options(InboxSub *sub, Jsonb *options, char **run_as_name)
 	}
 }
 
-/* Kafka's legal topic names. */
+/* Letters, digits, '.', '_' and '-' only: Kafka's topic characters, and ours for names. */
+static bool
+name_chars_only(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+			  (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
 static void
 check_topic(const char *t)
 {
-	const char *p;
-
-	if (t[0] == '\0' || strlen(t) > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0)
-		goto bad;
-	for (p = t; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-			goto bad;
-	return;
-bad:
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("\"%s\" is not a valid Kafka topic name", t),
-			 errhint("Topic names are 1 to 249 of the characters a-z, A-Z, 0-9, '.', '_' and '-'.")));
+	if (t[0] == '\0' || strlen(t) > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0 ||
+		!name_chars_only(t))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a valid Kafka topic name", t),
+				 errhint("Topic names are 1 to 249 of the characters a-z, A-Z, 0-9, '.', '_' and '-'.")));
 }
 
 static void
 check_consumer_name(const char *c)
 {
-	const char *p;
 	size_t		len = strlen(c);
 
-	if (len == 0 || len >= NAMEDATALEN || c[0] == '.' || c[0] == '_' || c[0] == '-')
-		goto bad;
-	for (p = c; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-			goto bad;
-	return;
-bad:
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("\"%s\" is not a valid consumer name", c),
-			 errhint("A consumer name is 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit.")));
+	if (len == 0 || len >= NAMEDATALEN || c[0] == '.' || c[0] == '_' || c[0] == '-' ||
+		!name_chars_only(c))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a valid consumer name", c),
+				 errhint("A consumer name is 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit.")));
 }
 
 /* A handler must be a plain function of one jsonb argument. */

@@ -22,6 +22,7 @@
 #include "tcop/utility.h"
 #include "utils/timestamp.h"
 
+#include "inbox.h"
 #include "shmem.h"
 #include "wake.h"
 
@@ -83,6 +84,19 @@ database_needing_exclusive_access(Node *stmt)
 				name = ((AlterDatabaseStmt *) stmt)->dbname;
 	}
 	return name ? get_database_oid(name, true) : InvalidOid;
+}
+
+static bool
+drops_this_extension(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!IsA(stmt, DropStmt) || ((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, ((DropStmt *) stmt)->objects)
+		if (strcmp(strVal(lfirst(lc)), "outbox_ext") == 0)
+			return true;
+	return false;
 }
 
 /* Stop the publisher of dboid (and its inbox workers) and keep it stopped; false if none ran. */
@@ -157,6 +171,9 @@ wake_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (OidIsValid(dboid))
 		suspended = suspend_publisher(dboid, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000));
+	/* Dropping the extension drops the subscriptions: their workers must hear of it. */
+	if (drops_this_extension(pstmt->utilityStmt))
+		inbox_note_change();
 	PG_TRY();
 	{
 		if (prev_process_utility)

@@ -48,4 +48,12 @@ check "no inbox error" sql_is "SELECT coalesce(last_error, 'none') FROM outbox.s
 q -c "SELECT outbox.unsubscribe('orders')" >/dev/null
 check "the worker stops" poll_until 30 "no inbox worker" sql_is \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'outbox_ext inbox'" 0
+
+# So does DROP EXTENSION, which takes the subscriptions with it.
+inbox_subscribe again '{outbox.event.Order}'
+check "a new subscription runs" poll_until 30 "consuming" sql_is \
+    "SELECT state FROM outbox.subscriptions WHERE consumer = 'again'" consuming
+q -c "DROP EXTENSION outbox_ext" >/dev/null
+check "DROP EXTENSION stops the inbox workers" poll_until 30 "no inbox worker" sql_is \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'outbox_ext inbox'" 0
 done_testing
