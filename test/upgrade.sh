@@ -18,6 +18,7 @@ SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' acl=' || co
 FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
 UNION ALL
 SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || coalesce(' collate ' || nullif(a.attcollation, 0)::regcollation::text, '')
        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
 FROM members m JOIN pg_attribute a ON m.classid = 'pg_class'::regclass AND a.attrelid = m.objid

@@ -1,7 +1,7 @@
 -- Idempotent consumers: one record per (consumer, event) and per (consumer, root).
 
 CREATE TABLE outbox.processed_messages (
-    consumer      text        NOT NULL CHECK (consumer <> ''),
+    consumer      text        COLLATE "C" NOT NULL CHECK (consumer <> ''),
     event_id      uuid        NOT NULL,
     root_id       uuid        NOT NULL,
     processed_at  timestamptz NOT NULL DEFAULT now(),
@@ -17,7 +17,7 @@ COMMENT ON TABLE outbox.processed_messages IS
   'Messages each consumer has processed; written by outbox.try_process(). Kept for outbox.processed_retention.';
 
 CREATE TABLE outbox.processed_roots (
-    consumer      text        NOT NULL CHECK (consumer <> ''),
+    consumer      text        COLLATE "C" NOT NULL CHECK (consumer <> ''),
     root_id       uuid        NOT NULL,
     processed_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, root_id)

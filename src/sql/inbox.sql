@@ -1,9 +1,11 @@
 -- Inbox: Kafka topics consumed into SQL handlers, once in effect. Written by
 -- the inbox workers (src/inbox_*.c); subscriptions are managed through
--- subscribe()/unsubscribe(), which check the caller's rights in C.
+-- subscribe()/unsubscribe(), which check the caller's rights in C. Names are
+-- compared byte-wise (COLLATE "C"): they are identifiers, and the workers
+-- look them up on every batch.
 
 CREATE TABLE outbox._subscriptions (
-    consumer    text        PRIMARY KEY
+    consumer    text        COLLATE "C" PRIMARY KEY
                 CHECK (consumer ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'),
     topics      text[]      NOT NULL CHECK (cardinality(topics) > 0),
     -- Fully qualified text, not regprocedure: pg_upgrade refuses reg* columns other
@@ -20,8 +22,8 @@ COMMENT ON TABLE outbox._subscriptions IS
 -- The next offset to consume, per partition: the truth. Kafka's committed
 -- offsets are written after it, for information only.
 CREATE TABLE outbox.inbox_offsets (
-    consumer    text        NOT NULL,
-    topic       text        NOT NULL,
+    consumer    text        COLLATE "C" NOT NULL,
+    topic       text        COLLATE "C" NOT NULL,
     partition   integer     NOT NULL,
     next_offset bigint      NOT NULL,
     processed   bigint      NOT NULL DEFAULT 0,    -- handler calls committed for this partition
@@ -32,8 +34,8 @@ COMMENT ON TABLE outbox.inbox_offsets IS
   'Next offset each inbox consumer reads per partition, stored in the transaction that handled the messages before it.';
 
 CREATE TABLE outbox.inbox_dead_letters (
-    consumer    text        NOT NULL,
-    topic       text        NOT NULL,
+    consumer    text        COLLATE "C" NOT NULL,
+    topic       text        COLLATE "C" NOT NULL,
     partition   integer     NOT NULL,
     "offset"    bigint      NOT NULL,
     event_id    uuid        NOT NULL,

@@ -4,4 +4,7 @@
 
 -- The inbox records what it learns from headers, for outbox.trace().
 ALTER TABLE outbox.processed_messages ADD COLUMN causation_id uuid, ADD COLUMN event_type text;
+-- Consumer names compare byte-wise: cheaper on every dedup insert, same answers for names.
+ALTER TABLE outbox.processed_messages ALTER COLUMN consumer TYPE text COLLATE "C";
+ALTER TABLE outbox.processed_roots ALTER COLUMN consumer TYPE text COLLATE "C";
 
