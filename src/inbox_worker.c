@@ -807,7 +807,8 @@ outbox_inbox_main(Datum arg)
 		}
 		n = inbox_consumer_poll(batch, batch_cap);
 		drain_kafka_messages();
-		if (n > 0)
+		/* A fatal error closed the consumer: its partitions restart from the database. */
+		if (n > 0 && inbox_consumer_exists())
 			apply_batch(batch, n);
 		retry_held();
 		report_partitions(false);
