@@ -241,9 +241,9 @@ outbox_producer_send(int index, const OutboxMessage *msg, char *errbuf, size_t e
 	results[index] = DELIVERY_PENDING;
 	err = rd_kafka_producev(rk,
 							RD_KAFKA_V_TOPIC(msg->topic),
-							RD_KAFKA_V_KEY(msg->key, strlen(msg->key)),
+							RD_KAFKA_V_KEY(msg->key, msg->key_len),
 							RD_KAFKA_V_VALUE((void *) msg->value,
-											 msg->value ? strlen(msg->value) : 0),
+											 msg->value ? msg->value_len : 0),
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							RD_KAFKA_V_HEADERS(hdrs),
 							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
