@@ -67,6 +67,11 @@ EVENT_COLUMNS
 " LIMIT $1";
 
 static SPIPlanPtr page_plan = NULL;
+
+/* Memory of the page in flight, kept between pages (see outbox_fetch_page). */
+#define PAGE_CXT_KEEP (16 * 1024 * 1024)
+static MemoryContext page_cxt = NULL;
+static bool page_cxt_busy = false;
 static SPIPlanPtr parked_plan = NULL;
 
 /* Keys with parked events, by a 64-bit hash of topic and key: a collision
@@ -370,7 +375,10 @@ add_row(RowBuilder *rb, Datum *values, bool *nulls)
 		Jsonb	   *jb = DatumGetJsonbP(values[9]);
 		StringInfoData buf;
 
-		initStringInfo(&buf);
+		/* Sized like the jsonb, not initStringInfo's 1 kB: most payloads are small. */
+		buf.maxlen = VARSIZE(jb) + 16;
+		buf.data = palloc(buf.maxlen);
+		resetStringInfo(&buf);
 		(void) JsonbToCString(&buf, &jb->root, VARSIZE(jb));
 		if (rb->server_utf8)
 		{
@@ -569,6 +577,7 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	char	   *page_seq;
 	Datum		values[5];
 	Oid			types[5] = {XID8OID, XID8ARRAYOID, PG_SNAPSHOTOID, INT8OID, INT4OID};
+	bool		pair_empty = false;
 
 	begin_txn("outbox: reading the next page", true);
 	*check = check_extension(detail, detail_len);
@@ -589,8 +598,24 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 		return NULL;
 	}
 
-	/* Under the caller's context until complete, so an error frees it. */
-	cxt = AllocSetContextCreate(caller_cxt, "outbox page", ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * The page lives in page_cxt, reset rather than freed between pages: its
+	 * first block stays allocated, so a busy publisher does not hand
+	 * megabytes back to malloc after every page (and fault them in again).
+	 * An error before the page is complete leaves it to the next reset. In
+	 * the unexpected case that it still holds a page, a context of its own
+	 * under the caller's, so an error frees it.
+	 */
+	if (page_cxt == NULL)
+		page_cxt = AllocSetContextCreate(TopMemoryContext, "outbox page",
+										 PAGE_CXT_KEEP, PAGE_CXT_KEEP, ALLOCSET_DEFAULT_MAXSIZE);
+	if (!page_cxt_busy)
+	{
+		cxt = page_cxt;
+		MemoryContextReset(cxt);
+	}
+	else
+		cxt = AllocSetContextCreate(caller_cxt, "outbox page", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	p = palloc0(sizeof(OutboxPage));
 	p->cxt = cxt;
@@ -634,6 +659,8 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 		min_seq = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
 			p->after_seq = Max(p->after_seq, DatumGetInt64(min_seq));
+		else
+			pair_empty = true;
 	}
 
 	if (page_plan == NULL)
@@ -647,10 +674,24 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 	}
 	values[3] = Int64GetDatum(p->after_seq);
 	values[4] = Int32GetDatum(limit);
-	fill_page(p, cxt, limit, page_plan, 5, types, values);
+	if (pair_empty)
+	{
+		/*
+		 * No row at all between the two snapshots (an idle pass): the page
+		 * is empty. Walking the seq index from the fence instead would read
+		 * the whole retained history at every wake-up.
+		 */
+		p->n = 0;
+		p->pair_done = true;
+	}
+	else
+		fill_page(p, cxt, limit, page_plan, 5, types, values);
 	p->last_seq = p->n > 0 ? p->seq[p->n - 1] : p->after_seq;
 	end_txn();
-	MemoryContextSetParent(cxt, TopMemoryContext);
+	if (cxt == page_cxt)
+		page_cxt_busy = true;
+	else
+		MemoryContextSetParent(cxt, TopMemoryContext);
 
 	/*
 	 * Every commit visible in cur must be durable before Kafka sees its
@@ -733,7 +774,14 @@ outbox_advance_cursor(OutboxPage *p)
 void
 outbox_free_page(OutboxPage *p)
 {
-	if (p)
+	if (p == NULL)
+		return;
+	if (p->cxt == page_cxt)
+	{
+		MemoryContextReset(page_cxt);
+		page_cxt_busy = false;
+	}
+	else
 		MemoryContextDelete(p->cxt);
 }
 
