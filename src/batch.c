@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -101,6 +102,45 @@ end_txn(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	outbox_report_idle();
+}
+
+/*
+ * Planner settings for one statement, undone afterwards (as a function's SET
+ * clause is). The publisher's two reads must keep their plan shape whatever
+ * the statistics say: a page walks the seq index in order and stops at the
+ * limit (a bitmap scan + sort of the whole pair per page made a 1M-event
+ * drain 5x slower); the start of a pair comes from the xid index (the
+ * min(seq) index walk would cross the whole published history).
+ */
+static const char *const page_plan_settings[] = {
+	"enable_sort", "off",
+	"enable_bitmapscan", "off",
+	"enable_seqscan", "off",
+	NULL
+};
+static const char *const pair_start_settings[] = {
+	"enable_indexscan", "off",
+	"enable_indexonlyscan", "off",
+	"enable_seqscan", "off",
+	"max_parallel_workers_per_gather", "0",
+	NULL
+};
+
+static int
+push_plan_settings(const char *const *settings)
+{
+	int			nest = NewGUCNestLevel();
+
+	for (; settings[0] != NULL; settings += 2)
+		(void) set_config_option(settings[0], settings[1], PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+static void
+pop_plan_settings(int nest)
+{
+	AtEOXact_GUC(true, nest);
 }
 
 static char *
@@ -651,11 +691,14 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 		bool		isnull;
 		Datum		min_seq;
 
+		int			nest = push_plan_settings(pair_start_settings);
+
 		if (SPI_execute_with_args("SELECT min(e.seq) - 1 FROM outbox.events e"
 								  " WHERE (e.xid >= $1 OR e.xid = ANY ($2))"
 								  "   AND pg_visible_in_snapshot(e.xid, $3)",
 								  3, t, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "finding the start of a batch failed");
+		pop_plan_settings(nest);
 		min_seq = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
 			p->after_seq = Max(p->after_seq, DatumGetInt64(min_seq));
@@ -685,7 +728,12 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 		p->pair_done = true;
 	}
 	else
+	{
+		int			nest = push_plan_settings(page_plan_settings);
+
 		fill_page(p, cxt, limit, page_plan, 5, types, values);
+		pop_plan_settings(nest);
+	}
 	p->last_seq = p->n > 0 ? p->seq[p->n - 1] : p->after_seq;
 	end_txn();
 	if (cxt == page_cxt)
