@@ -57,8 +57,12 @@ $(SQL_INSTALL): $(SQL_PARTS) outbox_ext.control
 	cat $(SQL_PARTS) > $@
 
 # The README's two commands.
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	scripts/test
 demo:
 	scripts/demo
+# The relay benchmarks beside the hand-written baseline (BENCHMARKS.md):
+# drain, latency, emit overhead, steady state. Needs `make install` first.
+bench:
+	PG_CONFIG=$(PG_CONFIG) bench/relay.sh
