@@ -68,7 +68,7 @@ def cmd_latency(a):
                      "group.id": "relay-tool-latency-" + uuid.uuid4().hex[:8],
                      "enable.auto.commit": False,
                      "socket.nagle.disable": True,
-                     "fetch.wait.max.ms": 5,
+                     "fetch.wait.max.ms": a.fetch_wait_ms,
                      "fetch.error.backoff.ms": 5})
     for tp in tps:
         tp.offset = OFFSET_BEGINNING
@@ -176,6 +176,8 @@ def main():
     p.add_argument("--payload-pad", type=int, default=200)
     p.add_argument("--drain-timeout", type=float, default=30)
     p.add_argument("--topic-prefix", default="outbox.event.")
+    p.add_argument("--fetch-wait-ms", type=int, default=5,
+                   help="consumer fetch.wait.max.ms (5, as bench_driver.py)")
     a = ap.parse_args()
     {"count": cmd_count, "latency": cmd_latency}[a.cmd](a)
 

@@ -149,12 +149,50 @@ col_text(int row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
+/*
+ * Run one of the publisher's statements through a plan prepared once and
+ * kept for the worker's life: a page, the cursor and the extension check
+ * then cost no parsing and planning each (the per-page overhead is what a
+ * lone event waits for).
+ */
+static int
+run_saved(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types,
+		  Datum *values, const char *nulls, bool read_only, int cursor_options)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, types, cursor_options);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return SPI_execute_plan(*plan, values, nulls, read_only, 0);
+}
+
+static SPIPlanPtr extension_plan = NULL;
+static SPIPlanPtr cursor_plan = NULL;
+static SPIPlanPtr pair_start_plan = NULL;
+static SPIPlanPtr advance_plan = NULL;
+
+/* This database's cursor row, as outbox._local_cursor() has it. */
+static Datum
+cursor_identity(Datum *datoid)
+{
+	*datoid = ObjectIdGetDatum(MyDatabaseId);
+	return Int64GetDatum((int64) GetSystemIdentifier());
+}
+
 static OutboxCursorCheck
 check_extension(char *detail, size_t detail_len)
 {
 	char	   *version;
 
-	SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'outbox_ext'", true, 1);
+	if (run_saved(&extension_plan,
+				  "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'outbox_ext'",
+				  0, NULL, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading pg_extension failed");
 	if (SPI_processed == 0)
 		return CURSOR_NO_EXTENSION;
 	version = col_text(0, 1);
@@ -627,8 +665,27 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 		return NULL;
 	}
 
-	SPI_execute("SELECT prev_snap::text, cur_snap::text, page_seq, fence_seq, foreign_rows,"
-				"       pg_current_snapshot()::text FROM outbox._local_cursor()", true, 1);
+	/*
+	 * The same row and foreign-row count as outbox._local_cursor() (keep
+	 * them in step), with the identity computed here: that SQL function is
+	 * planned at every call and reads pg_control for the identity.
+	 */
+	{
+		Oid			t[2] = {INT8OID, OIDOID};
+		Datum		v[2];
+
+		v[0] = cursor_identity(&v[1]);
+		if (run_saved(&cursor_plan,
+					  "SELECT coalesce(c.prev_snap, '3:3:'::pg_snapshot)::text, c.cur_snap::text,"
+					  "       c.page_seq, coalesce(c.fence_seq, 0),"
+					  "       (SELECT count(*) FROM outbox._cursor o"
+					  "         WHERE (o.system_identifier, o.datoid) <> ($1, $2)),"
+					  "       pg_current_snapshot()::text"
+					  "  FROM (SELECT) me LEFT JOIN outbox._cursor c"
+					  "    ON (c.system_identifier, c.datoid) = ($1, $2)",
+					  2, t, v, NULL, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "reading the outbox cursor failed");
+	}
 	if (strcmp(col_text(0, 5), "0") != 0)
 	{
 		*check = CURSOR_FOREIGN;
@@ -693,10 +750,11 @@ outbox_fetch_page(int limit, OutboxCursorCheck *check, char *detail, size_t deta
 
 		int			nest = push_plan_settings(pair_start_settings);
 
-		if (SPI_execute_with_args("SELECT min(e.seq) - 1 FROM outbox.events e"
-								  " WHERE (e.xid >= $1 OR e.xid = ANY ($2))"
-								  "   AND pg_visible_in_snapshot(e.xid, $3)",
-								  3, t, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (run_saved(&pair_start_plan,
+					  "SELECT min(e.seq) - 1 FROM outbox.events e"
+					  " WHERE (e.xid >= $1 OR e.xid = ANY ($2))"
+					  "   AND pg_visible_in_snapshot(e.xid, $3)",
+					  3, t, values, NULL, true, CURSOR_OPT_GENERIC_PLAN) != SPI_OK_SELECT)
 			elog(ERROR, "finding the start of a batch failed");
 		pop_plan_settings(nest);
 		min_seq = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -793,9 +851,9 @@ park_marked(OutboxPage *p)
 void
 outbox_advance_cursor(OutboxPage *p)
 {
-	Datum		values[4];
-	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[6];
+	Oid			types[6] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, OIDOID};
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	/* An idle pass over an unchanged snapshot writes nothing. */
 	if (p->n == 0 && p->pair_done && strcmp(p->prev_snap, p->cur_snap) == 0)
@@ -810,8 +868,18 @@ outbox_advance_cursor(OutboxPage *p)
 	values[2] = Int64GetDatum(p->last_seq);
 	nulls[2] = p->pair_done ? 'n' : ' ';
 	values[3] = Int64GetDatum(p->n - count_marked(p));
-	if (SPI_execute_with_args("SELECT outbox._advance_cursor($1::pg_snapshot, $2::pg_snapshot, $3, $4)",
-							  4, types, values, nulls, false, 0) != SPI_OK_SELECT)
+	values[4] = cursor_identity(&values[5]);
+	/* What outbox._advance_cursor() does (keep them in step), from a saved plan. */
+	if (run_saved(&advance_plan,
+				  "INSERT INTO outbox._cursor AS c (system_identifier, datoid, prev_snap, cur_snap,"
+				  "                                 page_seq, published_total)"
+				  " VALUES ($5, $6, $1::pg_snapshot, $2::pg_snapshot, $3, $4)"
+				  " ON CONFLICT (system_identifier, datoid) DO UPDATE"
+				  "    SET prev_snap = excluded.prev_snap, cur_snap = excluded.cur_snap,"
+				  "        page_seq = excluded.page_seq,"
+				  "        published_total = c.published_total + excluded.published_total,"
+				  "        updated_at = now()",
+				  6, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "moving the outbox cursor failed");
 	park_marked(p);
 	end_txn();
