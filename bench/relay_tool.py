@@ -16,7 +16,10 @@
       fetch.wait.max.ms=5: the local Kafka holds an empty fetch for the whole
       wait) notes when each message arrives; they are matched by the event id
       (the `id` header). Same four aggregate types and key spread as the
-      baseline. One JSON line: p50/p90/p99/max/mean in ms, lost, duplicates.
+      baseline. One JSON line: p50/p90/p99/max/mean in ms, lost, duplicates,
+      and the split at the message's CreateTime (set when the worker calls
+      produce(); millisecond resolution): commit -> produce and produce ->
+      consumed.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ import time
 import uuid
 
 import psycopg2
-from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME
 
 AGG_TYPES = ["order", "payment", "shipment", "customer"]
 EVENT_TYPES = ["OrderCreated", "PaymentCaptured", "ShipmentDispatched", "CustomerUpdated"]
@@ -76,6 +79,7 @@ def cmd_latency(a):
 
     commit_at = {}
     arrived = {}
+    produced = {}                   # the message's CreateTime: when produce() was called
     dups = [0]
     stop = threading.Event()
 
@@ -96,6 +100,9 @@ def cmd_latency(a):
                 dups[0] += 1
             else:
                 arrived[eid] = now
+                ts_type, ts_ms = m.timestamp()
+                if ts_type == TIMESTAMP_CREATE_TIME:
+                    produced[eid] = ts_ms / 1000.0
 
     th = threading.Thread(target=consume, daemon=True)
     th.start()
@@ -146,6 +153,10 @@ def cmd_latency(a):
     cons.close()
 
     lat = sorted((arrived[e] - t) * 1000.0 for e, t in commit_at.items() if e in arrived)
+    # The split (millisecond timestamps): commit -> produce() in the worker,
+    # produce() -> consumed (producer batching, the local Kafka, the consumer).
+    to_produce = sorted((produced[e] - t) * 1000.0 for e, t in commit_at.items() if e in produced)
+    from_produce = sorted((arrived[e] - produced[e]) * 1000.0 for e in commit_at if e in produced)
     print(json.dumps({
         "inserted": n_total,
         "insert_rate_achieved": round(n_total / insert_s, 1),
@@ -158,6 +169,10 @@ def cmd_latency(a):
         "p99_ms": round(pct(lat, 99), 1) if lat else None,
         "max_ms": round(lat[-1], 1) if lat else None,
         "mean_ms": round(sum(lat) / len(lat), 1) if lat else None,
+        "commit_to_produce_p50_ms": round(pct(to_produce, 50), 1) if to_produce else None,
+        "commit_to_produce_p99_ms": round(pct(to_produce, 99), 1) if to_produce else None,
+        "produce_to_consumed_p50_ms": round(pct(from_produce, 50), 1) if from_produce else None,
+        "produce_to_consumed_p99_ms": round(pct(from_produce, 99), 1) if from_produce else None,
     }), flush=True)
 
 
