@@ -525,6 +525,7 @@ REPORT=$TMP/report.md
         echo "| 1 | Drain: outbox_ext / naive | | | $(div "$o" "$n") x | >= 50 x | $(verdict "$(div "$o" "$n")" '>=' 50) |"
         echo "| 1 | Drain, seconds for $DRAIN_EVENTS events | $(fmt "$(med drain outbox seconds)" 2) | $(fmt "$(med drain strong seconds)" 2) | | | |"
         echo "| 1 | CPU of the relay during the drain, s | $(fmt "$(med drain outbox relay_cpu_s)" 2) (worker: main thread + librdkafka threads) | $(fmt "$(med drain strong relay_cpu_s)" 2) (relay.py) | $(fmt "$(med drain naive relay_cpu_s)" 2) | | |"
+        echo "| 1 | Drain, events per CPU second of the relay process (less disturbed by other load; relay.py's PostgreSQL backend not counted) | $(div "$DRAIN_EVENTS" "$(med drain outbox relay_cpu_s)" | awk '{ printf "%.0f", $1 }') | $(div "$DRAIN_EVENTS" "$(med drain strong relay_cpu_s)" | awk '{ printf "%.0f", $1 }') | $(div "$(med drain naive published)" "$(med drain naive relay_cpu_s)" | awk '{ printf "%.0f", $1 }') | | |"
         echo "| 1 | CPU of the local Kafka during the drain, s | $(fmt "$(med drain outbox kafka_cpu_s)" 2) | $(fmt "$(med drain strong kafka_cpu_s)" 2) | $(fmt "$(med drain naive kafka_cpu_s)" 2) | | |"
     fi
     if has latency; then
