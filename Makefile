@@ -77,8 +77,12 @@ $(SQL_UPGRADE_0_2_0): src/sql/upgrade/0.1.0--0.2.0.head.sql src/sql/trace.sql sr
 	cat $^ > $@
 
 # The README's two commands.
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	scripts/test
 demo:
 	scripts/demo
+# The relay benchmarks beside the hand-written baseline (BENCHMARKS.md):
+# drain, latency, emit overhead, steady state. Needs `make install` first.
+bench:
+	PG_CONFIG=$(PG_CONFIG) bench/relay.sh

@@ -8,7 +8,8 @@ as_root() {
 # Debian packages the build, the tests and the demo need. Installed only when
 # one is missing, after an apt-get update.
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 postgresql-contrib
-                 librdkafka-dev kcat libipc-run-perl procps"
+                 librdkafka-dev kcat libipc-run-perl procps
+                 python3-psycopg2 python3-confluent-kafka"
 
 install_packages() {
     local missing=()

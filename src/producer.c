@@ -25,6 +25,20 @@ static OutboxDelivery *results = NULL;
 static rd_kafka_resp_err_t *result_errs = NULL;
 static int	outstanding = 0;
 
+/*
+ * Topic handles by name, so that a message does not look its topic up by
+ * name in librdkafka (a lock and a search per message). Few topics are
+ * live at once; beyond TOPIC_CACHE the name is passed as before.
+ */
+#define TOPIC_CACHE 64
+static struct
+{
+	char	   *name;
+	rd_kafka_topic_t *rkt;
+}			topics[TOPIC_CACHE];
+static int	ntopics = 0;
+static int	last_topic = 0;
+
 static char client_error[512];
 static bool client_error_set = false;
 static bool client_error_fatal = false;
@@ -155,6 +169,13 @@ outbox_producer_destroy(int timeout_ms)
 		rd_kafka_flush(rk, timeout_ms);
 		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
 		rd_kafka_poll(rk, 0);
+		while (ntopics > 0)
+		{
+			ntopics--;
+			rd_kafka_topic_destroy(topics[ntopics].rkt);
+			free(topics[ntopics].name);
+		}
+		last_topic = 0;
 		rd_kafka_destroy(rk);
 		rk = NULL;
 	}
@@ -177,11 +198,42 @@ outbox_producer_fd(void)
 	return wake_pipe[0];
 }
 
+/* The cached handle of a topic, or NULL (then producev takes the name). */
+static rd_kafka_topic_t *
+topic_handle(const char *name)
+{
+	int			i;
+	rd_kafka_topic_t *rkt;
+	char	   *copy;
+
+	if (last_topic < ntopics && strcmp(topics[last_topic].name, name) == 0)
+		return topics[last_topic].rkt;
+	for (i = 0; i < ntopics; i++)
+		if (strcmp(topics[i].name, name) == 0)
+			return topics[last_topic = i].rkt;
+	if (ntopics == TOPIC_CACHE)
+		return NULL;
+	copy = strdup(name);
+	if (copy == NULL)
+		return NULL;
+	rkt = rd_kafka_topic_new(rk, name, NULL);
+	if (rkt == NULL)
+	{
+		free(copy);
+		return NULL;			/* producev reports the error for this message */
+	}
+	topics[ntopics].name = copy;
+	topics[ntopics].rkt = rkt;
+	last_topic = ntopics++;
+	return rkt;
+}
+
 bool
 outbox_producer_send(int index, const OutboxMessage *msg, char *errbuf, size_t errlen)
 {
 	rd_kafka_headers_t *hdrs;
 	rd_kafka_resp_err_t err;
+	rd_kafka_topic_t *rkt;
 	int			i;
 
 	if (index < 0 || index >= capacity)
@@ -195,15 +247,19 @@ outbox_producer_send(int index, const OutboxMessage *msg, char *errbuf, size_t e
 							msg->header_values[i], -1);
 
 	results[index] = DELIVERY_PENDING;
-	err = rd_kafka_producev(rk,
-							RD_KAFKA_V_TOPIC(msg->topic),
-							RD_KAFKA_V_KEY(msg->key, strlen(msg->key)),
-							RD_KAFKA_V_VALUE((void *) msg->value,
-											 msg->value ? strlen(msg->value) : 0),
-							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-							RD_KAFKA_V_HEADERS(hdrs),
-							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
-							RD_KAFKA_V_END);
+	rkt = topic_handle(msg->topic);
+#define MESSAGE_ARGS \
+	RD_KAFKA_V_KEY(msg->key, msg->key_len), \
+	RD_KAFKA_V_VALUE((void *) msg->value, msg->value ? msg->value_len : 0), \
+	RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), \
+	RD_KAFKA_V_HEADERS(hdrs), \
+	RD_KAFKA_V_OPAQUE((void *) (intptr_t) index), \
+	RD_KAFKA_V_END
+	if (rkt)
+		err = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), MESSAGE_ARGS);
+	else
+		err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(msg->topic), MESSAGE_ARGS);
+#undef MESSAGE_ARGS
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		rd_kafka_headers_destroy(hdrs);

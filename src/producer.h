@@ -12,7 +12,9 @@ typedef struct OutboxMessage
 {
 	const char *topic;
 	const char *key;
+	int			key_len;
 	const char *value;			/* NULL: tombstone */
+	int			value_len;
 	int			nheaders;
 	const char **header_names;
 	const char **header_values;
