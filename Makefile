@@ -66,8 +66,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The library is compiled with the version it must match (OUTBOX_EXTVERSION).
-$(OBJS): outbox_ext.control
+# The library is compiled with the version it must match (OUTBOX_EXTVERSION);
+# PGXS tracks no header dependencies, so any header change rebuilds all.
+$(OBJS): outbox_ext.control $(wildcard $(srcdir)/src/*.h)
 
 $(SQL_INSTALL): $(SQL_PARTS) outbox_ext.control
 	cat $(SQL_PARTS) > $@

@@ -25,7 +25,12 @@
 #            pending, outbox heap + index size and the worker's RssAnon,
 #            sampled every BENCH_STEADY_SAMPLE seconds; then the same load on
 #            the baseline (strong relay, pgbench inserting into its table).
-#   inbox    pending: no inbox worker exists yet (see bench_inbox below).
+#   inbox    BENCH_INBOX_EVENTS events published by outbox_ext to a topic of
+#            BENCH_INBOX_PARTITIONS partitions, consumed by a subscription
+#            (BENCH_INBOX_WORKERS workers) into a one-INSERT SQL handler with
+#            dedup; beside it bench/inbox_baseline.py, the hand-written
+#            consumer (batched dedup + handler, Kafka commit after the
+#            database's), on the same events.
 #
 # Runs one throwaway cluster of its own, as the current user (as root: as
 # user postgres), with the binaries of PG_CONFIG's --bindir and the
@@ -49,6 +54,7 @@
 #   BENCH_STEADY_CLIENTS=2       BENCH_STEADY_RATE= (pgbench -R; empty: as fast as it goes)
 #   BENCH_STEADY_BASELINE=1      0: skip the baseline's steady-state run
 #   BENCH_PARTITIONS=8           partitions per topic on the local Kafka
+#   BENCH_INBOX_EVENTS=500000    BENCH_INBOX_PARTITIONS=64   BENCH_INBOX_WORKERS=2
 #   BENCH_UPDATE_DOC=1           a full run rewrites BENCHMARKS.md between the
 #                                relay-results markers (0: bench/results/relay.md only)
 #
@@ -86,6 +92,9 @@ STEADY_CLIENTS=${BENCH_STEADY_CLIENTS:-2}
 STEADY_RATE=${BENCH_STEADY_RATE:-}
 STEADY_BASELINE=${BENCH_STEADY_BASELINE:-1}
 PARTITIONS=${BENCH_PARTITIONS:-8}
+INBOX_PARTITIONS=${BENCH_INBOX_PARTITIONS:-64}
+INBOX_WORKERS=${BENCH_INBOX_WORKERS:-2}
+if [[ $SMOKE == 1 ]]; then INBOX_EVENTS=${BENCH_INBOX_EVENTS:-2000}; else INBOX_EVENTS=${BENCH_INBOX_EVENTS:-500000}; fi
 PAD=200                         # payload padding, as the baseline's loader
 
 die() { echo "bench/relay.sh: $*" >&2; exit 1; }
@@ -94,7 +103,7 @@ log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 for b in $ONLY; do
     case $b in drain|latency|emit|steady|inbox) ;; *) die "BENCH_ONLY: unknown step '$b'";; esac
 done
-for n in DRAIN_EVENTS DRAIN_REPEATS NAIVE_SECONDS LATENCY_SECONDS STEADY_SECONDS STEADY_RETENTION STEADY_SAMPLE STEADY_CLIENTS PARTITIONS; do
+for n in DRAIN_EVENTS DRAIN_REPEATS NAIVE_SECONDS LATENCY_SECONDS STEADY_SECONDS STEADY_RETENTION STEADY_SAMPLE STEADY_CLIENTS PARTITIONS INBOX_EVENTS INBOX_PARTITIONS INBOX_WORKERS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$n must be a positive integer, not '${!n}'"
 done
 
@@ -467,16 +476,70 @@ bench_steady() {
 
 # ------------------------------------------------------------------ inbox ----
 
-# HOOK (pending): item 5 of the benchmarks, the inbox (500k events consumed
-# into a trivial SQL handler with dedup, from topics with enough partitions
-# that the local Kafka evicts nothing; goal >= 50k events/s). There is no
-# inbox worker yet. When there is: produce the events to a fresh Kafka
-# (BENCH_PARTITIONS large enough for ~5 MiB per partition), subscribe a
-# handler with outbox.subscribe(), time until the handler has seen them all,
-# record "inbox outbox 1 events_per_s N" and add its row to the report.
+# Item 5: BENCH_INBOX_EVENTS events, published by outbox_ext to a topic of
+# BENCH_INBOX_PARTITIONS partitions (enough that the local Kafka's ~5 MiB
+# per partition evicts nothing), consumed by a subscription with
+# BENCH_INBOX_WORKERS workers into a trivial SQL handler (one INSERT), with
+# dedup; timed from the first handled message to the last. Beside it, the
+# same events consumed by bench/inbox_baseline.py: the hand-written consumer
+# (batch dedup INSERT, batch handler call, Kafka commit after the database's).
 bench_inbox() {
-    log "inbox: pending (no inbox worker yet)"
-    record inbox outbox 1 status pending
+    local n=$INBOX_EVENTS t0 t1 k0 k1 w0 w1 pids p secs out rate
+    log "inbox: $n events, $INBOX_PARTITIONS partitions, $INBOX_WORKERS workers"
+    kafka_fresh
+    "$KAFKA_MOCK" ctl --dir "$KDIR" create_topic bench.inbox "$INBOX_PARTITIONS" 1 >/dev/null ||
+        die "inbox: could not create the topic"
+    reset_outbox
+    psqlq >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_sink, app_processed;
+DO $$ BEGIN CREATE ROLE bench_svc; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE bench_sink (event_id text);
+GRANT INSERT ON bench_sink TO bench_svc;
+CREATE OR REPLACE FUNCTION bench_handler(e jsonb) RETURNS void LANGUAGE sql
+    AS $f$ INSERT INTO public.bench_sink VALUES (e ->> 'event_id') $f$;
+GRANT EXECUTE ON FUNCTION bench_handler(jsonb) TO bench_svc;
+DELETE FROM outbox.processed_messages;
+DELETE FROM outbox.inbox_offsets;
+SQL
+    set_conf outbox.allowed_topics 'outbox.event.*,bench.inbox'
+    psqlq -c "SELECT count(outbox.emit('Bench', 'k' || (g % 1000), 'BenchEvent',
+                                      jsonb_build_object('g', g, 'pad', repeat('x', 100)), topic => 'bench.inbox'))
+              FROM generate_series(1, $n) g" >/dev/null
+    wait_sql 900 "inbox events published" "(SELECT pending = 0 FROM outbox.status)"
+    [[ $(kafka_count bench.inbox) == "$n" ]] || die "inbox: Kafka does not hold the $n events"
+
+    psqlq -c "SELECT outbox.subscribe('bench', '{bench.inbox}', 'bench_handler(jsonb)',
+                jsonb_build_object('run_as', 'bench_svc', 'workers', $INBOX_WORKERS, 'batch_size', 1000,
+                                   'kafka', jsonb_build_object('fetch.wait.max.ms', 10)))" >/dev/null
+    wait_sql 120 "inbox started" "(SELECT coalesce(sum(processed), 0) > 0 FROM outbox.inbox_offsets WHERE consumer = 'bench')"
+    t0=$(now); k0=$(cpu_ticks "$KAFKA_PID")
+    pids=$(scalar "SELECT string_agg(pid::text, ' ') FROM outbox._inbox_workers() WHERE consumer = 'bench'")
+    w0=0; for p in $pids; do w0=$((w0 + $(cpu_ticks "$p"))); done
+    wait_sql 900 "inbox consumed" "(SELECT coalesce(sum(processed), 0) >= $n FROM outbox.inbox_offsets WHERE consumer = 'bench')"
+    t1=$(now); k1=$(cpu_ticks "$KAFKA_PID")
+    w1=0; for p in $pids; do w1=$((w1 + $(cpu_ticks "$p"))); done
+    [[ $(scalar "SELECT count(*) = $n AND count(DISTINCT event_id) = $n FROM bench_sink") == t ]] ||
+        die "inbox: the handler did not run exactly once per event"
+    secs=$(calc "$t1 - $t0" 3)
+    record inbox outbox 1 events_per_s "$(calc "$n / $secs" 0)"
+    record inbox outbox 1 worker_cpu_us_per_event "$(calc "($w1 - $w0) * 1000000 / $TICK / $n" 1)"
+    record inbox outbox 1 kafka_cpu_s "$(calc "($k1 - $k0) / $TICK" 2)"
+    log "  inbox outbox_ext: $n events in $secs s = $(calc "$n / $secs" 0) events/s;" \
+        "workers' CPU $(calc "($w1 - $w0) * 1000000 / $TICK / $n" 1) us/event, local Kafka CPU $(calc "($k1 - $k0) / $TICK" 2) s"
+    psqlq -c "SELECT outbox.unsubscribe('bench', forget => true)" >/dev/null
+
+    psqlq -c "TRUNCATE bench_sink" >/dev/null
+    k0=$(cpu_ticks "$KAFKA_PID")
+    out=$("$PYTHON" bench/inbox_baseline.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" --topic bench.inbox \
+              --expect "$n" --batch-size 1000) || die "inbox baseline failed: $out"
+    k1=$(cpu_ticks "$KAFKA_PID")
+    rate=$(json_field events_per_s "$out")
+    [[ $(scalar "SELECT count(*) = $n AND count(DISTINCT event_id) = $n FROM bench_sink") == t ]] ||
+        die "inbox baseline: the handler did not run exactly once per event"
+    record inbox baseline 1 events_per_s "$rate"
+    record inbox baseline 1 kafka_cpu_s "$(calc "($k1 - $k0) / $TICK" 2)"
+    log "  inbox baseline (hand-written consumer): $out"
 }
 
 # ---------------------------------------------------------------- run all ----
@@ -561,7 +624,10 @@ REPORT=$TMP/report.md
         echo "| 4 | Steady state: relay process RssAnon, max MB | $(so rss_anon_max_mb) (worker) | $(sb rss_anon_max_mb) (relay.py) | | < 100 | $(verdict "$(so rss_anon_max_mb)" '<=' 100) |"
     fi
     if has inbox; then
-        echo "| 5 | Inbox: 500k events into a SQL handler with dedup, events/s | pending: no inbox worker yet | | | >= 50000 | pending |"
+        i=$(vals inbox outbox events_per_s); b=$(vals inbox baseline events_per_s)
+        echo "| 5 | Inbox: $INBOX_EVENTS events into a SQL handler with dedup ($INBOX_WORKERS workers, $INBOX_PARTITIONS partitions), events/s | $(fmt "$i") | $(fmt "$b") (hand-written consumer, bench/inbox_baseline.py) | | >= 50000 | $( [[ $SMOKE == 1 ]] && echo 'not judged (smoke)' || verdict "$i" '>=' 50000) |"
+        echo "| 5 | Inbox: CPU of the inbox workers per event, us | $(vals inbox outbox worker_cpu_us_per_event) | | | | |"
+        echo "| 5 | Inbox: CPU of the local Kafka, s | $(vals inbox outbox kafka_cpu_s) | $(vals inbox baseline kafka_cpu_s) | | | |"
     fi
 } >"$REPORT"
 
