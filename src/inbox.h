@@ -64,6 +64,14 @@ extern void inbox_apply(InboxSub *sub, InboxRecord *recs, int n, InboxApplied *a
 extern void inbox_dead_letter(InboxSub *sub, InboxRecord *rec, const char *error,
 							  const char *sqlstate, int attempts);
 
+/*
+ * The partitions of recs, each with the offset after its last record (in
+ * ends[], n entries of room); with handled_counts, how many of its records
+ * were handled. Returns how many partitions.
+ */
+extern int	inbox_partition_ends(const InboxRecord *recs, int n, InboxPartition *ends,
+								 int64 *handled_counts, const bool *handled);
+
 /* Start offsets (the database's) for an assignment; in a transaction of its own. */
 extern void inbox_load_offsets(InboxSub *sub, InboxPartition *parts, int n);
 

@@ -361,20 +361,14 @@ call_handler(InboxSub *sub, FmgrInfo *flinfo, Jsonb *event, InboxIds *ids)
 	UpdateActiveSnapshotCommandId();
 }
 
-/* The ids processed_messages answered as new, to look up by message. */
-typedef struct NewIds
-{
-	HTAB	   *set;
-} NewIds;
-
+/* Adds an id processed_messages answered as new to the set (arg). */
 static void
 collect_new_id(HeapTuple tup, TupleDesc desc, void *arg)
 {
-	NewIds	   *n = (NewIds *) arg;
 	bool		isnull;
 	pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
 
-	(void) hash_search(n->set, u->data, HASH_ENTER, NULL);
+	(void) hash_search((HTAB *) arg, u->data, HASH_ENTER, NULL);
 }
 
 static ArrayType *
@@ -406,7 +400,7 @@ record_processed(InboxSub *sub, InboxRecord *recs, InboxIds *ids, int n)
 	int			dims[1] = {n},
 				lbs[1] = {1};
 	HASHCTL		ctl;
-	NewIds		out;
+	HTAB	   *fresh;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -423,7 +417,7 @@ record_processed(InboxSub *sub, InboxRecord *recs, InboxIds *ids, int n)
 	ctl.keysize = UUID_LEN;
 	ctl.entrysize = UUID_LEN;
 	ctl.hcxt = CurrentMemoryContext;
-	out.set = hash_create("inbox new ids", Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	fresh = hash_create("inbox new ids", Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	values[0] = CStringGetTextDatum(sub->consumer);
 	values[1] = PointerGetDatum(uuid_array(e, n));
@@ -438,8 +432,38 @@ record_processed(InboxSub *sub, InboxRecord *recs, InboxIds *ids, int n)
 								"SELECT $1, u.e, u.r, u.c, u.t, now() "
 								"FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[]) AS u(e, r, c, t) "
 								"ON CONFLICT DO NOTHING RETURNING event_id",
-								5, types, values, nulls, collect_new_id, &out);
-	return out.set;
+								5, types, values, nulls, collect_new_id, fresh);
+	return fresh;
+}
+
+int
+inbox_partition_ends(const InboxRecord *recs, int n, InboxPartition *ends, int64 *handled_counts,
+					 const bool *handled)
+{
+	int			np = 0,
+				i,
+				j;
+
+	/* Few partitions per batch: a linear search is fine. */
+	for (i = 0; i < n; i++)
+	{
+		for (j = 0; j < np; j++)
+			if (ends[j].partition == recs[i].partition && strcmp(ends[j].topic, recs[i].topic) == 0)
+				break;
+		if (j == np)
+		{
+			ends[np].topic = recs[i].topic;
+			ends[np].partition = recs[i].partition;
+			ends[np].offset = recs[i].offset + 1;
+			if (handled_counts)
+				handled_counts[np] = 0;
+			np++;
+		}
+		ends[j].offset = Max(ends[j].offset, recs[i].offset + 1);
+		if (handled_counts && handled[i])
+			handled_counts[j]++;
+	}
+	return np;
 }
 
 /* Next offset (and handler calls) per partition of the batch, in one statement. */
@@ -449,37 +473,20 @@ store_offsets(InboxSub *sub, InboxRecord *recs, int n, const bool *handled)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[5] = {TEXTOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 	Datum		values[5];
+	InboxPartition *ends = palloc(sizeof(InboxPartition) * n);
+	int64	   *count = palloc(sizeof(int64) * n);
 	Datum	   *t = palloc(sizeof(Datum) * n),
 			   *p = palloc(sizeof(Datum) * n),
 			   *o = palloc(sizeof(Datum) * n),
 			   *c = palloc(sizeof(Datum) * n);
-	int64	   *next = palloc(sizeof(int64) * n),
-			   *count = palloc0(sizeof(int64) * n);
-	int			np = 0,
-				i,
+	int			np = inbox_partition_ends(recs, n, ends, count, handled),
 				j;
 
-	/* Few partitions per batch: a linear search is fine. */
-	for (i = 0; i < n; i++)
-	{
-		for (j = 0; j < np; j++)
-			if (DatumGetInt32(p[j]) == recs[i].partition &&
-				strcmp(TextDatumGetCString(t[j]), recs[i].topic) == 0)
-				break;
-		if (j == np)
-		{
-			t[np] = CStringGetTextDatum(recs[i].topic);
-			p[np] = Int32GetDatum(recs[i].partition);
-			next[np] = recs[i].offset + 1;
-			np++;
-		}
-		next[j] = Max(next[j], recs[i].offset + 1);
-		if (handled[i])
-			count[j]++;
-	}
 	for (j = 0; j < np; j++)
 	{
-		o[j] = Int64GetDatum(next[j]);
+		t[j] = CStringGetTextDatum(ends[j].topic);
+		p[j] = Int32GetDatum(ends[j].partition);
+		o[j] = Int64GetDatum(ends[j].offset);
 		c[j] = Int64GetDatum(count[j]);
 	}
 	values[0] = CStringGetTextDatum(sub->consumer);

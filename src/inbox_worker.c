@@ -319,29 +319,17 @@ static void
 after_commit(InboxRecord *recs, int n, int handled)
 {
 	InboxPartition *done = palloc(sizeof(InboxPartition) * n);
-	int			ndone = 0,
-				i,
-				j;
+	int			ndone = inbox_partition_ends(recs, n, done, NULL, NULL),
+				i;
 
 	commits++;
 	processed += handled;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < ndone; i++)
 	{
-		PartState  *ps = find_part(recs[i].topic, recs[i].partition);
+		PartState  *ps = find_part(done[i].topic, done[i].partition);
 
 		if (ps)
-			ps->committed = Max(ps->committed, recs[i].offset + 1);
-		for (j = 0; j < ndone; j++)
-			if (done[j].partition == recs[i].partition && strcmp(done[j].topic, recs[i].topic) == 0)
-				break;
-		if (j == ndone)
-		{
-			done[ndone].topic = recs[i].topic;
-			done[ndone].partition = recs[i].partition;
-			done[ndone].offset = recs[i].offset + 1;
-			ndone++;
-		}
-		done[j].offset = Max(done[j].offset, recs[i].offset + 1);
+			ps->committed = Max(ps->committed, done[i].offset);
 	}
 
 	/* Test-only fault point: die between the database commit and Kafka's. */
